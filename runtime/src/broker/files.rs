@@ -1,0 +1,90 @@
+//! CloudEvents JSON-lines files at the edges of a run: inputs feed a file into a topic,
+//! outputs write a topic out to a file or standard output.
+
+use super::embedded::EmbeddedBroker;
+use super::{Body, Poll, Source, Undecodable};
+use crate::cloudevents;
+use crate::shutdown::Shutdown;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::time::Duration;
+
+/// How many records an output takes per poll.
+const OUTPUT_BATCH: usize = 1024;
+
+/// What feeding one file did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FeedReport {
+    /// Lines appended as events.
+    pub events: u64,
+    /// Lines appended as undecodable records (their readers dead-letter them).
+    pub undecodable: u64,
+}
+
+/// Appends every non-blank line of `path` to `topic`. A line that is not a valid CloudEvent
+/// is appended as an undecodable record whose reason names the file and line.
+pub fn feed_file(broker: &EmbeddedBroker, topic: &str, path: &Path) -> std::io::Result<FeedReport> {
+    let reader = BufReader::new(std::fs::File::open(path)?);
+    let mut report = FeedReport::default();
+    for (index, line) in reader.split(b'\n').enumerate() {
+        let mut line = line?;
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match cloudevents::decode(&line) {
+            Ok(mut event) => {
+                event.topic = topic.to_owned();
+                broker.append(event);
+                report.events += 1;
+            }
+            Err(error) => {
+                broker.append_undecodable(Undecodable {
+                    topic: topic.to_owned(),
+                    key: None,
+                    headers: Vec::new(),
+                    raw: line,
+                    reason: format!("{}:{}: {error}", path.display(), index + 1),
+                });
+                report.undecodable += 1;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Writes every record `source` yields as one JSON line to `out`, committing after each
+/// flushed batch, until the source is exhausted or, once `stop` is set, has nothing left.
+/// Returns how many lines it wrote.
+pub fn write_output(
+    mut source: Box<dyn Source>,
+    mut out: Box<dyn Write + Send>,
+    stop: &Shutdown,
+) -> anyhow::Result<u64> {
+    let mut written = 0;
+    loop {
+        let records = match source.poll(OUTPUT_BATCH, Duration::from_millis(50))? {
+            Poll::Records(records) => records,
+            Poll::Exhausted => break,
+            Poll::Idle if stop.is_triggered() => break,
+            Poll::Idle => continue,
+        };
+        let mut positions = BTreeMap::new();
+        for record in &records {
+            match &record.body {
+                Body::Event(event) => out.write_all(cloudevents::encode(event).as_bytes())?,
+                Body::Undecodable(raw) => out.write_all(&raw.raw)?,
+            }
+            out.write_all(b"\n")?;
+            positions.insert(record.partition, record.offset + 1);
+        }
+        out.flush()?;
+        written += records.len() as u64;
+        source.commit(&positions.into_iter().collect::<Vec<_>>())?;
+    }
+    out.flush()?;
+    Ok(written)
+}

@@ -1,0 +1,102 @@
+//! `plexus check`: validate the config and load every plugin against the world, without
+//! running anything. Exit 0 with a summary, or 1 with `error:` lines naming file:line:col.
+
+use super::{EXIT_INVALID, load_config, print_errors};
+use crate::config::Config;
+use crate::config::error::ConfigErrors;
+use crate::host::engine::PlexusEngine;
+use crate::runtime::{cache_dir, load_plugins};
+use crate::state::MemoryStateStore;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Checks `config_path`; returns the exit code.
+pub fn check(config_path: &Path) -> i32 {
+    let config = match load_config(config_path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let engine = match PlexusEngine::new(cache_dir(Some(&config))) {
+        Ok(engine) => engine,
+        Err(error) => {
+            eprintln!("error: cannot start the wasm engine: {error:#}");
+            return EXIT_INVALID;
+        }
+    };
+    let mut errors = missing_inputs(&config);
+    let plugins = match load_plugins(&config, &engine, &MemoryStateStore::shared()) {
+        Ok(plugins) => plugins,
+        Err(ConfigErrors(mut more)) => {
+            errors.append(&mut more);
+            Default::default()
+        }
+    };
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| (e.line, e.column));
+        print_errors(&ConfigErrors(errors));
+        return EXIT_INVALID;
+    }
+    println!("ok: {}", config.file);
+    for (name, plugin) in &plugins {
+        println!("plugin {name}: {}", plugin.version());
+    }
+    for (name, route) in &config.spec.routes {
+        let name = name.get_ref();
+        let types = route.types.as_ref().map_or("every type".to_owned(), |t| t.join(", "));
+        println!(
+            "route {name}: {} ({types}) -> {} (concurrency {}, up to {} attempts), dead letters to {}",
+            route.topic,
+            route.plugin.get_ref(),
+            route.concurrency.get_ref(),
+            route.retry.max_attempts.get_ref(),
+            route.dead_letter_topic(name),
+        );
+    }
+    for warning in warnings(&config) {
+        println!("warning: {warning}");
+    }
+    0
+}
+
+fn missing_inputs(config: &Config) -> Vec<crate::config::error::ConfigError> {
+    config
+        .spec
+        .inputs
+        .iter()
+        .filter(|input| !input.get_ref().file.is_file())
+        .map(|input| {
+            config.error_at(
+                input.span(),
+                format!("input file {} does not exist", input.get_ref().file.display()),
+            )
+        })
+        .collect()
+}
+
+/// Things that are valid but probably not meant: dead letters nobody reads (the embedded
+/// broker forgets them at exit) and plugins no route uses.
+fn warnings(config: &Config) -> Vec<String> {
+    let spec = &config.spec;
+    let read: BTreeSet<&str> = spec
+        .outputs
+        .iter()
+        .map(|o| o.get_ref().topic.as_str())
+        .chain(spec.routes.values().map(|r| r.topic.as_str()))
+        .collect();
+    let mut warnings = Vec::new();
+    for (name, route) in &spec.routes {
+        let dead_letter = route.dead_letter_topic(name.get_ref());
+        if !read.contains(dead_letter.as_str()) {
+            warnings.push(format!(
+                "route `{}`: dead-letter topic `{dead_letter}` has no output or route; with the embedded broker its events are lost at exit",
+                name.get_ref()
+            ));
+        }
+    }
+    for name in spec.plugins.keys() {
+        if !spec.routes.values().any(|r| r.plugin.get_ref() == name.get_ref()) {
+            warnings.push(format!("plugin `{}` is not used by any route", name.get_ref()));
+        }
+    }
+    warnings
+}

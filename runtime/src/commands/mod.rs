@@ -1,0 +1,30 @@
+//! The `plexus` subcommands. Each returns the process exit code; `main` only parses
+//! arguments and sets up logging.
+//!
+//! # Layout
+//! - [`run`]: `plexus run`.
+//! - [`check`]: `plexus check`.
+//! - [`test`]: `plexus test`.
+
+pub mod check;
+pub mod run;
+pub mod test;
+
+use crate::config::Config;
+use crate::config::error::ConfigErrors;
+use std::path::Path;
+
+/// Exit code for a run or check that found problems in its input.
+pub const EXIT_INVALID: i32 = 1;
+
+/// Loads a config, printing its errors (one `error:` line each) on failure.
+fn load_config(path: &Path) -> Result<Config, i32> {
+    Config::load(path).map_err(|errors| {
+        print_errors(&errors);
+        EXIT_INVALID
+    })
+}
+
+fn print_errors(errors: &ConfigErrors) {
+    eprintln!("{errors}");
+}

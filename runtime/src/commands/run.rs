@@ -1,0 +1,54 @@
+//! `plexus run`: run the config until its inputs are exhausted or a signal arrives, then
+//! drain, commit, print a summary and exit 0.
+
+use super::{EXIT_INVALID, load_config, print_errors};
+use crate::config::error::ConfigErrors;
+use crate::Shutdown;
+use crate::runtime::{RunReport, run as run_config};
+use std::path::Path;
+
+/// Runs `config_path`; returns the exit code.
+pub fn run(config_path: &Path) -> i32 {
+    let config = match load_config(config_path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let shutdown = Shutdown::new();
+    if let Err(error) = shutdown.on_signals() {
+        eprintln!("error: cannot install signal handlers: {error}");
+        return EXIT_INVALID;
+    }
+    match run_config(&config, shutdown) {
+        Ok(report) => {
+            print_summary(&report);
+            0
+        }
+        Err(error) => {
+            match error.downcast_ref::<ConfigErrors>() {
+                Some(errors) => print_errors(errors),
+                None => eprintln!("error: {error:#}"),
+            }
+            EXIT_INVALID
+        }
+    }
+}
+
+/// One line per route and output on stderr, so stdout stays the outputs' own.
+fn print_summary(report: &RunReport) {
+    for (route, counts) in &report.routes {
+        let dead: Vec<String> = counts.dead_lettered.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        eprintln!(
+            "route {route}: received {}, succeeded {}, filtered {}, retried {}, emitted {}, dead-lettered {}{}",
+            counts.received,
+            counts.succeeded,
+            counts.filtered,
+            counts.retried,
+            counts.emitted,
+            counts.dead_lettered_total(),
+            if dead.is_empty() { String::new() } else { format!(" ({})", dead.join(", ")) }
+        );
+    }
+    for (topic, lines) in &report.outputs {
+        eprintln!("output {topic}: {lines} events written");
+    }
+}

@@ -1,0 +1,312 @@
+//! `plexus.toml`: what an operator writes, parsed strictly and validated as a whole.
+//!
+//! Unknown keys are errors and every error names the file, line and column; see
+//! [`Config::load`]. Paths in the file are relative to the file's directory.
+//!
+//! # Layout
+//! - [`units`]: validated values (durations, sizes, topic names, digests).
+//! - [`error`]: errors with file:line:col.
+//! - `validate`: the checks that span several tables (route → plugin, dead-letter loops).
+
+pub mod error;
+pub mod units;
+mod validate;
+
+use self::error::{ConfigError, ConfigErrors, Locator};
+use self::units::{ByteSize, Duration, Sha256Hex, TopicName};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file as the user named it (used in messages).
+    pub file: String,
+    /// The directory relative paths are resolved against.
+    pub base_dir: PathBuf,
+    /// The parsed tables, paths already resolved.
+    pub spec: ConfigFile,
+    /// The file's text, to locate plugin errors found after parsing.
+    pub text: String,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `[broker]`: which broker the routes read from and write to.
+    #[serde(default)]
+    pub broker: BrokerConfig,
+    /// `[runtime]`: process-wide settings.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// `[[inputs]]`: CloudEvents JSON-lines files fed into topics (embedded broker).
+    #[serde(default)]
+    pub inputs: Vec<Spanned<InputConfig>>,
+    /// `[[outputs]]`: topics written out as CloudEvents JSON lines (embedded broker).
+    #[serde(default)]
+    pub outputs: Vec<Spanned<OutputConfig>>,
+    /// `[plugins.NAME]`: the components routes can use.
+    #[serde(default)]
+    pub plugins: BTreeMap<Spanned<String>, PluginConfig>,
+    /// `[routes.NAME]`: topic → plugin bindings.
+    #[serde(default)]
+    pub routes: BTreeMap<Spanned<String>, RouteConfig>,
+}
+
+/// Which broker Plexus talks to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerKind {
+    /// The in-process broker: no setup, nothing persisted.
+    #[default]
+    Embedded,
+}
+
+/// `[broker]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// `kind = "embedded"` (the default).
+    #[serde(default)]
+    pub kind: BrokerKind,
+    /// `partitions = 4`: partitions per topic of the embedded broker (1 to 1024).
+    #[serde(default = "default_partitions")]
+    pub partitions: Spanned<u32>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            kind: BrokerKind::Embedded,
+            partitions: default_partitions(),
+        }
+    }
+}
+
+fn default_partitions() -> Spanned<u32> {
+    Spanned::new(0..0, 4)
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// `cache_dir = "path"`: where compiled plugins are cached (default: the user's cache
+    /// directory, `plexus/` inside it).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// `[[inputs]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// `topic = "shop.orders"`: the topic the events are appended to.
+    pub topic: TopicName,
+    /// `file = "events/orders.jsonl"`: CloudEvents, one JSON object per line.
+    pub file: PathBuf,
+}
+
+/// `[[outputs]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// `topic = "shop.notifications"`: the topic to write out.
+    pub topic: TopicName,
+    /// `file = "out/notifications.jsonl"`, or `"-"` for standard output.
+    pub file: PathBuf,
+}
+
+/// `[plugins.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// `path = "plugins/validator.wasm"`: the component file.
+    pub path: Spanned<PathBuf>,
+    /// `sha256 = "<64 hex digits>"`: refuse the file unless its digest matches.
+    pub sha256: Option<Spanned<Sha256Hex>>,
+    /// `[plugins.NAME.config]`: handed to the plugin's `init` and its `config` import.
+    #[serde(default)]
+    pub config: toml::Table,
+    /// `[plugins.NAME.limits]`: what one instance may use.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// `[plugins.NAME.limits]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// `memory = "64MiB"`: the most linear memory one instance may grow to.
+    #[serde(default = "default_memory")]
+    pub memory: ByteSize,
+    /// `timeout = "1s"`: the longest one `handle` (or `init`) call may run.
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// `max_emits = 1000`: the most events one `handle` call may stage.
+    #[serde(default = "default_max_emits")]
+    pub max_emits: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: default_memory(),
+            timeout: default_timeout(),
+            max_emits: default_max_emits(),
+        }
+    }
+}
+
+fn default_memory() -> ByteSize {
+    ByteSize(64 << 20)
+}
+fn default_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(1))
+}
+fn default_max_emits() -> u32 {
+    1000
+}
+
+/// `[routes.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// `topic = "shop.orders"`: where events come from.
+    pub topic: TopicName,
+    /// `types = ["shop.order.placed.v1"]`: only these CloudEvents types reach the plugin
+    /// (the rest count as done); absent means every type.
+    pub types: Option<Vec<String>>,
+    /// `plugin = "order-validator"`: a key of `[plugins]`.
+    pub plugin: Spanned<String>,
+    /// `concurrency = 4`: events handled at once; events with the same key stay in order.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: Spanned<u32>,
+    /// `[routes.NAME.retry]`: what a *retry* error leads to.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// `dead_letter = "shop.orders.dlq"`: where failed events go (default `NAME.dlq`).
+    pub dead_letter: Option<Spanned<TopicName>>,
+}
+
+fn default_concurrency() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+/// `[routes.NAME.retry]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// `max_attempts = 5`: deliveries in all, the first included (1 means no retry).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: Spanned<u32>,
+    /// `initial_backoff = "100ms"`: the wait before the second attempt; it doubles each time.
+    #[serde(default = "default_initial_backoff")]
+    pub initial_backoff: Duration,
+    /// `max_backoff = "10s"`: the longest wait between two attempts.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: default_max_attempts(),
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+fn default_max_attempts() -> Spanned<u32> {
+    Spanned::new(0..0, 5)
+}
+fn default_initial_backoff() -> Duration {
+    Duration(std::time::Duration::from_millis(100))
+}
+fn default_max_backoff() -> Duration {
+    Duration(std::time::Duration::from_secs(10))
+}
+
+impl RouteConfig {
+    /// The dead-letter topic: the configured one, or `ROUTE.dlq`.
+    pub fn dead_letter_topic(&self, route: &str) -> TopicName {
+        match &self.dead_letter {
+            Some(topic) => topic.get_ref().clone(),
+            None => format!("{route}.dlq").parse().expect("route names make valid topics"),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: file.clone(),
+                line: 1,
+                column: 1,
+                message: format!("cannot read the file: {e}"),
+            }])
+        })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::parse(&text, &file, &base_dir)
+    }
+
+    /// Parses and validates `text`, naming it `file` in errors and resolving relative paths
+    /// against `base_dir`.
+    pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+        let locator = Locator::new(file, text);
+        let mut spec: ConfigFile = toml::from_str(text).map_err(|e| {
+            ConfigErrors(vec![locator.error(e.span(), e.message().trim_end().to_owned())])
+        })?;
+        let errors = validate::validate(&spec, &locator);
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        resolve_paths(&mut spec, base_dir);
+        Ok(Config {
+            file: file.to_owned(),
+            base_dir: base_dir.to_path_buf(),
+            spec,
+            text: text.to_owned(),
+        })
+    }
+
+    /// An error located at `span` of this file.
+    pub fn error_at(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> ConfigError {
+        Locator::new(&self.file, &self.text).error(Some(span), message)
+    }
+
+    /// The plugin called `name`.
+    pub fn plugin(&self, name: &str) -> Option<&PluginConfig> {
+        self.spec
+            .plugins
+            .iter()
+            .find(|(key, _)| key.get_ref() == name)
+            .map(|(_, plugin)| plugin)
+    }
+}
+
+fn resolve_paths(spec: &mut ConfigFile, base: &Path) {
+    let resolve = |path: &mut PathBuf| {
+        if path.is_relative() && path.as_os_str() != "-" {
+            *path = base.join(&*path);
+        }
+    };
+    for input in &mut spec.inputs {
+        resolve(&mut input.get_mut().file);
+    }
+    for output in &mut spec.outputs {
+        resolve(&mut output.get_mut().file);
+    }
+    for plugin in spec.plugins.values_mut() {
+        resolve(plugin.path.get_mut());
+    }
+    if let Some(dir) = &mut spec.runtime.cache_dir {
+        resolve(dir);
+    }
+}

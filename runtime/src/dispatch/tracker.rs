@@ -1,0 +1,110 @@
+//! Which offsets of a route may be committed.
+//!
+//! Events finish out of order (several workers, asynchronous publish acknowledgements), but a
+//! committed position promises that everything below it is finished. Per partition, the
+//! tracker keeps the delivered offsets in delivery order with a done flag and advances the
+//! commit position over the finished prefix.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct PartitionTrack {
+    /// Delivered offsets, ascending, with whether each is finished.
+    in_flight: VecDeque<(u64, bool)>,
+    /// Everything below this is finished.
+    next_commit: Option<u64>,
+    /// What the last [`OffsetTracker::take_commits`] returned.
+    last_taken: Option<u64>,
+}
+
+/// Commit positions of one route.
+#[derive(Default)]
+pub struct OffsetTracker {
+    partitions: Mutex<BTreeMap<u32, PartitionTrack>>,
+}
+
+impl OffsetTracker {
+    /// Records that `offset` of `partition` was delivered; offsets must be given in
+    /// ascending order per partition.
+    pub fn begin(&self, partition: u32, offset: u64) {
+        let mut partitions = self.partitions.lock().expect("tracker lock");
+        partitions.entry(partition).or_default().in_flight.push_back((offset, false));
+    }
+
+    /// Records that `offset` of `partition` is finished.
+    pub fn finish(&self, partition: u32, offset: u64) {
+        let mut partitions = self.partitions.lock().expect("tracker lock");
+        let Some(track) = partitions.get_mut(&partition) else {
+            return;
+        };
+        if let Ok(index) = track.in_flight.binary_search_by_key(&offset, |(o, _)| *o) {
+            track.in_flight[index].1 = true;
+        }
+        while let Some(&(offset, true)) = track.in_flight.front() {
+            track.in_flight.pop_front();
+            track.next_commit = Some(offset + 1);
+        }
+    }
+
+    /// `(partition, next offset)` for every partition whose position moved since the last
+    /// call.
+    pub fn take_commits(&self) -> Vec<(u32, u64)> {
+        let mut partitions = self.partitions.lock().expect("tracker lock");
+        partitions
+            .iter_mut()
+            .filter_map(|(&partition, track)| {
+                let next = track.next_commit?;
+                (track.last_taken != Some(next)).then(|| {
+                    track.last_taken = Some(next);
+                    (partition, next)
+                })
+            })
+            .collect()
+    }
+
+    /// Events delivered and not finished, over all partitions.
+    pub fn in_flight(&self) -> usize {
+        let partitions = self.partitions.lock().expect("tracker lock");
+        partitions
+            .values()
+            .map(|t| t.in_flight.iter().filter(|(_, done)| !done).count())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_only_the_finished_prefix() {
+        let tracker = OffsetTracker::default();
+        for offset in 10..15 {
+            tracker.begin(0, offset);
+        }
+        tracker.finish(0, 11);
+        tracker.finish(0, 12);
+        assert!(tracker.take_commits().is_empty(), "10 is not finished");
+        tracker.finish(0, 10);
+        assert_eq!(tracker.take_commits(), vec![(0, 13)]);
+        assert!(tracker.take_commits().is_empty(), "nothing moved");
+        tracker.finish(0, 14);
+        tracker.finish(0, 13);
+        assert_eq!(tracker.take_commits(), vec![(0, 15)]);
+        assert_eq!(tracker.in_flight(), 0);
+    }
+
+    #[test]
+    fn partitions_are_independent_and_gaps_are_fine() {
+        let tracker = OffsetTracker::default();
+        tracker.begin(0, 1);
+        tracker.begin(0, 5);
+        tracker.begin(1, 7);
+        tracker.finish(1, 7);
+        tracker.finish(0, 5);
+        assert_eq!(tracker.take_commits(), vec![(1, 8)]);
+        tracker.finish(0, 1);
+        assert_eq!(tracker.take_commits(), vec![(0, 6)]);
+    }
+}

@@ -1,0 +1,14 @@
+//! Wiring: the one place that decides what a plugin can import. WASI (with the empty
+//! context from [`super::store`]) and the `plexus:plugin` interfaces; nothing else.
+
+use super::store::HostState;
+use crate::bindings::Consumer;
+use wasmtime::component::{HasSelf, Linker};
+
+/// A linker providing everything the `consumer` world may import.
+pub fn consumer_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    Consumer::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+    Ok(linker)
+}

@@ -1,0 +1,26 @@
+//! The wasmtime side of Plexus: loading components, checking them against the world, and
+//! running them under limits.
+//!
+//! # Layout
+//! - [`engine`]: engine settings, the epoch ticker (time limits), the compile cache.
+//! - [`component`]: reading, verifying and compiling a plugin file into a [`component::LoadedPlugin`].
+//! - [`store`]: the per-instance host state (WASI context, outbox, memory limiter).
+//! - [`imports`]: what the host does when a plugin calls `log`, `emit`, `config`, `clock`, `state`.
+//! - [`linker`]: wires WASI and the imports into a linker (separate from implementing them).
+//! - [`instance`]: [`instance::WasmPlugin`] and its handlers: calls, failure classification,
+//!   re-instantiation after a trap.
+//! - [`guest_output`]: a guest's stdout and stderr into the log.
+
+pub mod component;
+pub mod engine;
+pub mod guest_output;
+pub mod imports;
+pub mod instance;
+pub mod linker;
+pub mod store;
+
+/// wasmtime 48 has its own error type, which is not `std::error::Error`; keep its chain of
+/// messages when crossing into `anyhow`.
+pub fn into_anyhow(error: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{error:#}")
+}

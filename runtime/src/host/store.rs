@@ -1,0 +1,122 @@
+//! What each plugin instance's `Store` holds: its WASI context (empty: no files, no
+//! environment, no network, a frozen clock), the outbox of staged emits, the memory limiter,
+//! and the plugin-wide context shared by all instances.
+
+use super::guest_output::{GuestOutput, Stream};
+use crate::event::OutgoingEvent;
+use crate::state::StateStore;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// What every instance of one plugin shares.
+pub struct PluginContext {
+    /// The plugin's name.
+    pub name: Arc<str>,
+    /// Its configuration entries: strings as they are, other TOML values as JSON.
+    pub config: Vec<(String, String)>,
+    /// The state store, namespaced by `name`.
+    pub state: Arc<dyn StateStore>,
+    /// The most events one call may stage.
+    pub max_emits: usize,
+    /// The most linear memory an instance may have.
+    pub memory_limit: usize,
+}
+
+/// The data of one instance's store.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// Shared plugin context.
+    pub plugin: Arc<PluginContext>,
+    /// Events staged by the call in progress.
+    pub outbox: Vec<OutgoingEvent>,
+    /// Enforces the memory limit and remembers that it was hit.
+    pub limiter: MemoryLimiter,
+    /// The guest's stderr (its tail explains traps).
+    pub stderr: GuestOutput,
+}
+
+impl HostState {
+    /// State for a new instance of `plugin`.
+    pub fn new(plugin: Arc<PluginContext>) -> Self {
+        let stderr = GuestOutput::new(plugin.name.clone(), Stream::Stderr);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(GuestOutput::new(plugin.name.clone(), Stream::Stdout))
+            .stderr(stderr.clone())
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                limit: plugin.memory_limit,
+                hit: false,
+            },
+            plugin,
+            outbox: Vec::new(),
+            stderr,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// WASI's clocks, for a plugin that was not granted time: always the Unix epoch. Plugins
+/// read time through the `clock` import, which the host controls.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// Refuses memory growth past the plugin's limit and records that it did.
+pub struct MemoryLimiter {
+    limit: usize,
+    /// Set when a growth was refused; cleared before each call.
+    pub hit: bool,
+}
+
+/// The most table elements an instance may have.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}

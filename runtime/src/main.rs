@@ -1,0 +1,77 @@
+//! The `plexus` command: `run`, `check` and `test`. Parsing and logging only; the work is in
+//! [`plexus::commands`].
+
+use clap::{Parser, Subcommand};
+use plexus::commands;
+use plexus::config::Limits;
+use std::path::PathBuf;
+
+/// Runs event topics through sandboxed WebAssembly consumer plugins.
+#[derive(Parser)]
+#[command(name = "plexus", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run until the inputs are exhausted or SIGINT/SIGTERM, then drain, commit and exit 0.
+    Run {
+        /// The configuration file.
+        #[arg(long, short, default_value = "plexus.toml")]
+        config: PathBuf,
+    },
+    /// Validate the config and load every plugin against the WIT world.
+    Check {
+        /// The configuration file.
+        #[arg(long, short, default_value = "plexus.toml")]
+        config: PathBuf,
+    },
+    /// Run one plugin on a file of CloudEvents JSON lines and print the outcomes.
+    Test {
+        /// The plugin component (.wasm).
+        plugin: PathBuf,
+        /// CloudEvents, one JSON object per line.
+        #[arg(long)]
+        events: PathBuf,
+        /// A plugin config entry, `key=value` (repeatable).
+        #[arg(long = "set", value_parser = parse_entry)]
+        config: Vec<(String, String)>,
+        /// The topic the events are said to come from.
+        #[arg(long, default_value = "test")]
+        topic: String,
+        /// Memory limit, e.g. 64MiB.
+        #[arg(long, default_value = "64MiB")]
+        memory: plexus::config::units::ByteSize,
+        /// Time limit per event, e.g. 1s.
+        #[arg(long, default_value = "1s")]
+        timeout: plexus::config::units::Duration,
+    },
+}
+
+fn parse_entry(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected key=value, found `{text}`"))
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PLEXUS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let code = match Cli::parse().command {
+        Command::Run { config } => commands::run::run(&config),
+        Command::Check { config } => commands::check::check(&config),
+        Command::Test { plugin, events, config, topic, memory, timeout } => {
+            let limits = Limits { memory, timeout, ..Limits::default() };
+            let options = commands::test::TestOptions { plugin: &plugin, events: &events, config, topic, limits };
+            commands::test::test(options, &mut std::io::stdout().lock())
+        }
+    };
+    std::process::exit(code);
+}
