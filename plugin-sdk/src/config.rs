@@ -46,9 +46,7 @@ impl Config {
     /// The value of `key` (an array or table in TOML) deserialised from its JSON form.
     pub fn json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, String> {
         self.get(key)
-            .map(|text| {
-                serde_json::from_str(text).map_err(|e| format!("config key `{key}`: {e}"))
-            })
+            .map(|text| serde_json::from_str(text).map_err(|e| format!("config key `{key}`: {e}")))
             .transpose()
     }
 

@@ -47,8 +47,9 @@ impl Outgoing {
 
     /// Sets the payload to `value` as JSON (`application/json`).
     pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Result<Self, HandleError> {
-        self.0.payload = serde_json::to_vec(value)
-            .map_err(|e| HandleError::reject(format!("cannot serialise the emitted payload: {e}")))?;
+        self.0.payload = serde_json::to_vec(value).map_err(|e| {
+            HandleError::reject(format!("cannot serialise the emitted payload: {e}"))
+        })?;
         self.0.content_type = Some("application/json".to_owned());
         Ok(self)
     }

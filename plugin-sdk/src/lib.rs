@@ -140,7 +140,9 @@ macro_rules! export_plugin {
 
                 fn handle(event: $crate::Event) -> ::std::result::Result<(), $crate::HandleError> {
                     INSTANCE.with(|slot| match slot.borrow_mut().as_mut() {
-                        ::std::option::Option::Some(plugin) => $crate::Plugin::handle(plugin, event),
+                        ::std::option::Option::Some(plugin) => {
+                            $crate::Plugin::handle(plugin, event)
+                        }
                         ::std::option::Option::None => ::std::result::Result::Err(
                             $crate::HandleError::retry("plugin called before init"),
                         ),

@@ -53,14 +53,21 @@ pub fn get_json<T: DeserializeOwned>(key: &str) -> Result<Option<T>, StateError>
 }
 
 /// Sets `key` to `value` as JSON.
-pub fn set_json<T: Serialize>(key: &str, value: &T, ttl: Option<Duration>) -> Result<(), StateError> {
+pub fn set_json<T: Serialize>(
+    key: &str,
+    value: &T,
+    ttl: Option<Duration>,
+) -> Result<(), StateError> {
     let bytes = serde_json::to_vec(value).map_err(|e| StateError::TooLarge(e.to_string()))?;
     set(key, &bytes, ttl)
 }
 
 /// Applies `change` to the value of `key` atomically (compare-and-swap, retried on
 /// conflict) and returns the new value.
-pub fn update(key: &str, mut change: impl FnMut(Option<&[u8]>) -> Vec<u8>) -> Result<Vec<u8>, StateError> {
+pub fn update(
+    key: &str,
+    mut change: impl FnMut(Option<&[u8]>) -> Vec<u8>,
+) -> Result<Vec<u8>, StateError> {
     loop {
         let current = get(key)?;
         let new = change(current.as_deref());

@@ -11,4 +11,4 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq, Eq],
 });
 
-pub use plexus::plugin::types::{Header, OutgoingEvent};
+pub use self::plexus::plugin::types::{Header, OutgoingEvent};

@@ -67,9 +67,26 @@ fn main() {
     let code = match Cli::parse().command {
         Command::Run { config } => commands::run::run(&config),
         Command::Check { config } => commands::check::check(&config),
-        Command::Test { plugin, events, config, topic, memory, timeout } => {
-            let limits = Limits { memory, timeout, ..Limits::default() };
-            let options = commands::test::TestOptions { plugin: &plugin, events: &events, config, topic, limits };
+        Command::Test {
+            plugin,
+            events,
+            config,
+            topic,
+            memory,
+            timeout,
+        } => {
+            let limits = Limits {
+                memory,
+                timeout,
+                ..Limits::default()
+            };
+            let options = commands::test::TestOptions {
+                plugin: &plugin,
+                events: &events,
+                config,
+                topic,
+                limits,
+            };
             commands::test::test(options, &mut std::io::stdout().lock())
         }
     };

@@ -66,7 +66,12 @@ impl RouteMetrics {
 
     /// Counts one dead letter of `kind`.
     pub fn dead_letter(&self, kind: FailureKind) {
-        *self.dead_lettered.lock().expect("metrics lock").entry(kind).or_default() += 1;
+        *self
+            .dead_lettered
+            .lock()
+            .expect("metrics lock")
+            .entry(kind)
+            .or_default() += 1;
     }
 
     /// A copy of the counters now.
@@ -78,7 +83,10 @@ impl RouteMetrics {
             succeeded: self.succeeded.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
             emitted: self.emitted.load(Ordering::Relaxed),
-            dead_lettered: dead_lettered.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
+            dead_lettered: dead_lettered
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect(),
         }
     }
 }

@@ -81,7 +81,9 @@ pub fn load_plugins(
     let mut errors: Vec<ConfigError> = Vec::new();
     for (name, plugin) in &config.spec.plugins {
         let name = name.get_ref();
-        let at = |message: String| config.error_at(plugin.path.span(), format!("plugin `{name}`: {message}"));
+        let at = |message: String| {
+            config.error_at(plugin.path.span(), format!("plugin `{name}`: {message}"))
+        };
         let pinned = plugin.sha256.as_ref().map(|s| &s.get_ref().0);
         let loaded = match component::load(engine, name, plugin.path.get_ref(), pinned) {
             Ok(loaded) => loaded,
@@ -106,7 +108,11 @@ pub fn load_plugins(
         }
         plugins.insert(name.clone(), Arc::new(wasm));
     }
-    if errors.is_empty() { Ok(plugins) } else { Err(ConfigErrors(errors)) }
+    if errors.is_empty() {
+        Ok(plugins)
+    } else {
+        Err(ConfigErrors(errors))
+    }
 }
 
 /// Runs `config` with its wasm plugins until the inputs are exhausted or `shutdown` is set.
@@ -118,7 +124,11 @@ pub fn run(config: &Config, shutdown: Shutdown) -> anyhow::Result<RunReport> {
 }
 
 /// Runs `config` with the given plugins (wasm or native) in place of loading them.
-pub fn run_with_plugins(config: &Config, plugins: &Plugins, shutdown: Shutdown) -> anyhow::Result<RunReport> {
+pub fn run_with_plugins(
+    config: &Config,
+    plugins: &Plugins,
+    shutdown: Shutdown,
+) -> anyhow::Result<RunReport> {
     let spec = &config.spec;
     let broker = EmbeddedBroker::new(*spec.broker.partitions.get_ref());
     let sink: Arc<dyn Sink> = broker.sink();
@@ -146,9 +156,12 @@ pub fn run_with_plugins(config: &Config, plugins: &Plugins, shutdown: Shutdown) 
     let mut metrics = Vec::new();
     for (name, route) in &spec.routes {
         let name = name.get_ref();
-        let plugin = plugins
-            .get(route.plugin.get_ref())
-            .with_context(|| format!("route `{name}`: plugin `{}` is not loaded", route.plugin.get_ref()))?;
+        let plugin = plugins.get(route.plugin.get_ref()).with_context(|| {
+            format!(
+                "route `{name}`: plugin `{}` is not loaded",
+                route.plugin.get_ref()
+            )
+        })?;
         let route_spec = RouteSpec {
             name: name.clone(),
             topic: route.topic.to_string(),
@@ -165,7 +178,13 @@ pub fn run_with_plugins(config: &Config, plugins: &Plugins, shutdown: Shutdown) 
         };
         let route_metrics = Arc::new(RouteMetrics::default());
         let source = Box::new(broker.subscribe(route.topic.as_str()));
-        routes.push(start_route(route_spec, source, sink.clone(), shutdown.clone(), route_metrics.clone())?);
+        routes.push(start_route(
+            route_spec,
+            source,
+            sink.clone(),
+            shutdown.clone(),
+            route_metrics.clone(),
+        )?);
         metrics.push((name.clone(), route_metrics));
     }
 
@@ -204,7 +223,10 @@ pub fn run_with_plugins(config: &Config, plugins: &Plugins, shutdown: Shutdown) 
             Err(_) => tracing::error!(%topic, "output writer panicked"),
         }
     }
-    report.routes = metrics.into_iter().map(|(name, m)| (name, m.snapshot())).collect();
+    report.routes = metrics
+        .into_iter()
+        .map(|(name, m)| (name, m.snapshot()))
+        .collect();
     Ok(report)
 }
 
@@ -215,6 +237,7 @@ fn open_output(file: &std::path::Path) -> anyhow::Result<Box<dyn Write + Send>> 
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let out = std::fs::File::create(file).with_context(|| format!("creating output {}", file.display()))?;
+    let out = std::fs::File::create(file)
+        .with_context(|| format!("creating output {}", file.display()))?;
     Ok(Box::new(std::io::BufWriter::new(out)))
 }

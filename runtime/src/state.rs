@@ -29,7 +29,13 @@ pub trait StateStore: Send + Sync {
     /// The live value of `key`.
     fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, StateError>;
     /// Sets `key`, expiring after `ttl` if given.
-    fn set(&self, ns: &str, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), StateError>;
+    fn set(
+        &self,
+        ns: &str,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<(), StateError>;
     /// Deletes `key`; whether a live entry was there.
     fn delete(&self, ns: &str, key: &str) -> Result<bool, StateError>;
     /// Replaces the value of `key` with `new` (`None` deletes) if it currently equals
@@ -70,7 +76,10 @@ impl MemoryStateStore {
 
 fn check_sizes(key: &str, value: Option<&[u8]>) -> Result<(), StateError> {
     if key.len() > MAX_KEY_BYTES {
-        return Err(StateError::TooLarge(format!("key of {} bytes, at most {MAX_KEY_BYTES}", key.len())));
+        return Err(StateError::TooLarge(format!(
+            "key of {} bytes, at most {MAX_KEY_BYTES}",
+            key.len()
+        )));
     }
     match value {
         Some(v) if v.len() > MAX_VALUE_BYTES => Err(StateError::TooLarge(format!(
@@ -91,7 +100,13 @@ impl StateStore for MemoryStateStore {
             .map(|e| e.value.clone()))
     }
 
-    fn set(&self, ns: &str, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), StateError> {
+    fn set(
+        &self,
+        ns: &str,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<(), StateError> {
         check_sizes(key, Some(&value))?;
         let expires = ttl.map(|ttl| Instant::now() + ttl);
         let mut entries = self.entries.lock().expect("state lock");
@@ -119,7 +134,10 @@ impl StateStore for MemoryStateStore {
         let id = (ns.to_owned(), key.to_owned());
         let mut entries = self.entries.lock().expect("state lock");
         let now = Instant::now();
-        let current = entries.get(&id).filter(|e| e.live(now)).map(|e| e.value.as_slice());
+        let current = entries
+            .get(&id)
+            .filter(|e| e.live(now))
+            .map(|e| e.value.as_slice());
         if current != expected {
             return Ok(false);
         }
@@ -151,17 +169,35 @@ mod tests {
     #[test]
     fn compare_and_swap_checks_the_current_value() {
         let store = MemoryStateStore::default();
-        assert!(store.compare_and_swap("n", "k", None, Some(b"1".to_vec()), None).unwrap());
-        assert!(!store.compare_and_swap("n", "k", None, Some(b"2".to_vec()), None).unwrap());
-        assert!(store.compare_and_swap("n", "k", Some(b"1"), Some(b"2".to_vec()), None).unwrap());
-        assert!(store.compare_and_swap("n", "k", Some(b"2"), None, None).unwrap());
+        assert!(
+            store
+                .compare_and_swap("n", "k", None, Some(b"1".to_vec()), None)
+                .unwrap()
+        );
+        assert!(
+            !store
+                .compare_and_swap("n", "k", None, Some(b"2".to_vec()), None)
+                .unwrap()
+        );
+        assert!(
+            store
+                .compare_and_swap("n", "k", Some(b"1"), Some(b"2".to_vec()), None)
+                .unwrap()
+        );
+        assert!(
+            store
+                .compare_and_swap("n", "k", Some(b"2"), None, None)
+                .unwrap()
+        );
         assert_eq!(store.get("n", "k").unwrap(), None);
     }
 
     #[test]
     fn entries_expire() {
         let store = MemoryStateStore::default();
-        store.set("n", "k", b"v".to_vec(), Some(Duration::from_millis(20))).unwrap();
+        store
+            .set("n", "k", b"v".to_vec(), Some(Duration::from_millis(20)))
+            .unwrap();
         assert!(store.get("n", "k").unwrap().is_some());
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(store.get("n", "k").unwrap(), None);
@@ -172,6 +208,9 @@ mod tests {
     fn refuses_oversized_values() {
         let store = MemoryStateStore::default();
         let big = vec![0; MAX_VALUE_BYTES + 1];
-        assert!(matches!(store.set("n", "k", big, None), Err(StateError::TooLarge(_))));
+        assert!(matches!(
+            store.set("n", "k", big, None),
+            Err(StateError::TooLarge(_))
+        ));
     }
 }

@@ -1,1 +1,159 @@
+//! Support for the end-to-end tests: where the built plugins and the binary are, writing a
+//! config into a temporary directory, running it in-process, and reading topics back.
+//!
+//! # Layout
+//! - [`plugin`], [`repo`], [`plexus_bin`]: paths.
+//! - [`Scenario`]: a config plus input files in a temporary directory, run in-process.
+//! - [`Topic`]: the events an output file received, with lookup helpers.
 
+use plexus::config::Config;
+use plexus::event::Event;
+use plexus::{RunReport, Shutdown};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The built component `name` (e.g. `"misbehave"`), as a path string for TOML.
+pub fn plugin(name: &str) -> String {
+    let path = Path::new(env!("PLEXUS_TEST_PLUGINS")).join(format!("{name}.wasm"));
+    assert!(path.is_file(), "{} was not built", path.display());
+    path.display().to_string()
+}
+
+/// A path inside the repository.
+pub fn repo(relative: &str) -> PathBuf {
+    Path::new(env!("PLEXUS_REPO_ROOT")).join(relative)
+}
+
+/// The `plexus` binary built alongside these tests (`cargo test --workspace` builds it).
+pub fn plexus_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join("plexus");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+/// A CloudEvents JSON line.
+pub fn event_line(
+    id: &str,
+    event_type: &str,
+    key: Option<&str>,
+    data: serde_json::Value,
+) -> String {
+    let mut event = serde_json::json!({
+        "specversion": "1.0", "id": id, "source": "/tests", "type": event_type, "data": data,
+    });
+    if let Some(key) = key {
+        event["partitionkey"] = key.into();
+    }
+    event.to_string()
+}
+
+/// A config and its files in a temporary directory.
+pub struct Scenario {
+    /// The directory; removed on drop.
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario::new()
+    }
+}
+
+impl Scenario {
+    /// An empty scenario.
+    pub fn new() -> Self {
+        Scenario {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// Writes `contents` to `name` in the scenario directory.
+    pub fn file(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).expect("write scenario file");
+        path
+    }
+
+    /// Writes event lines to `name`.
+    pub fn events(&self, name: &str, lines: &[String]) -> PathBuf {
+        self.file(name, &(lines.join("\n") + "\n"))
+    }
+
+    /// Parses `toml` as `plexus.toml` of this scenario, with a cache directory of its own.
+    pub fn config(&self, toml: &str) -> Config {
+        let toml = format!(
+            "[runtime]\ncache_dir = \"{}\"\n\n{toml}",
+            self.dir.path().join("cache").display()
+        );
+        let path = self.file("plexus.toml", &toml);
+        Config::load(&path).unwrap_or_else(|e| panic!("invalid test config:\n{e}\n{toml}"))
+    }
+
+    /// Runs `toml` in-process until its inputs are exhausted.
+    pub fn run(&self, toml: &str) -> RunReport {
+        plexus::run(&self.config(toml), Shutdown::new()).expect("run")
+    }
+
+    /// The events written to output file `name`.
+    pub fn output(&self, name: &str) -> Topic {
+        let text = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        Topic(
+            text.lines()
+                .map(|line| {
+                    plexus::cloudevents::decode(line.as_bytes())
+                        .unwrap_or_else(|e| panic!("{e}: {line}"))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The events of one output, in file order.
+#[derive(Debug, Clone)]
+pub struct Topic(pub Vec<Event>);
+
+impl Topic {
+    /// How many events.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The payloads parsed as JSON.
+    pub fn json(&self) -> Vec<serde_json::Value> {
+        self.0
+            .iter()
+            .map(|e| serde_json::from_slice(&e.payload).expect("JSON payload"))
+            .collect()
+    }
+
+    /// Header `name` of every event, as text.
+    pub fn headers(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|e| String::from_utf8_lossy(e.header(name).unwrap_or_default()).into_owned())
+            .collect()
+    }
+
+    /// Events by `plexus-dlq-kind`.
+    pub fn by_dlq_kind(&self) -> BTreeMap<String, Vec<Event>> {
+        let mut kinds: BTreeMap<String, Vec<Event>> = BTreeMap::new();
+        for (event, kind) in self.0.iter().zip(self.headers("plexus-dlq-kind")) {
+            kinds.entry(kind).or_default().push(event.clone());
+        }
+        kinds
+    }
+}

@@ -33,11 +33,19 @@ impl Plugin for Billing {
 
     fn handle(&mut self, event: Event) -> Result<(), HandleError> {
         let product: Created = event.json()?;
-        let price_cents = product
-            .price_cents
-            .ok_or_else(|| HandleError::reject(format!("product {} has no price", product.product_id)))?;
-        let price = Price { product_id: &product.product_id, price_cents, currency: &self.currency };
-        emit(Outgoing::new(&self.topic, "billing.price.registered.v1").key(&product.product_id).json(&price)?)
+        let price_cents = product.price_cents.ok_or_else(|| {
+            HandleError::reject(format!("product {} has no price", product.product_id))
+        })?;
+        let price = Price {
+            product_id: &product.product_id,
+            price_cents,
+            currency: &self.currency,
+        };
+        emit(
+            Outgoing::new(&self.topic, "billing.price.registered.v1")
+                .key(&product.product_id)
+                .json(&price)?,
+        )
     }
 }
 

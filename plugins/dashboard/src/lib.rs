@@ -35,7 +35,12 @@ impl Plugin for Dashboard {
 
     fn handle(&mut self, event: Event) -> Result<(), HandleError> {
         let outcome: Outcome = event.json()?;
-        let first_time = state::compare_and_swap(&format!("seen/{}", event.id), None, Some(b"1"), Some(SEEN_FOR))?;
+        let first_time = state::compare_and_swap(
+            &format!("seen/{}", event.id),
+            None,
+            Some(b"1"),
+            Some(SEEN_FOR),
+        )?;
         if first_time {
             match event.type_.as_str() {
                 "shop.order.validated.v1" => {
@@ -45,7 +50,11 @@ impl Plugin for Dashboard {
                 "shop.order.rejected.v1" => {
                     state::increment("rejected", 1)?;
                 }
-                other => return Err(HandleError::reject(format!("not an order outcome: `{other}`"))),
+                other => {
+                    return Err(HandleError::reject(format!(
+                        "not an order outcome: `{other}`"
+                    )));
+                }
             }
         } else {
             debug!("outcome {} already counted", event.id);
@@ -55,7 +64,11 @@ impl Plugin for Dashboard {
             rejected: state::increment("rejected", 0)?,
             revenue_cents: state::increment("revenue_cents", 0)?,
         };
-        emit(Outgoing::new(&self.topic, "shop.dashboard.v1").key("totals").json(&totals)?)
+        emit(
+            Outgoing::new(&self.topic, "shop.dashboard.v1")
+                .key("totals")
+                .json(&totals)?,
+        )
     }
 }
 

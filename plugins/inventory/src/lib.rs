@@ -23,13 +23,22 @@ struct Inventory {
 
 impl Plugin for Inventory {
     fn init(config: &Config) -> Result<Self, String> {
-        Ok(Inventory { topic: config.get("topic").unwrap_or("inventory.stock").to_owned() })
+        Ok(Inventory {
+            topic: config.get("topic").unwrap_or("inventory.stock").to_owned(),
+        })
     }
 
     fn handle(&mut self, event: Event) -> Result<(), HandleError> {
         let product: Created = event.json()?;
-        let stock = Stock { product_id: &product.product_id, quantity: product.initial_stock };
-        emit(Outgoing::new(&self.topic, "inventory.stock.initialised.v1").key(&product.product_id).json(&stock)?)
+        let stock = Stock {
+            product_id: &product.product_id,
+            quantity: product.initial_stock,
+        };
+        emit(
+            Outgoing::new(&self.topic, "inventory.stock.initialised.v1")
+                .key(&product.product_id)
+                .json(&stock)?,
+        )
     }
 }
 

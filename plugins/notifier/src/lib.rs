@@ -30,7 +30,10 @@ struct Notifier {
 impl Plugin for Notifier {
     fn init(config: &Config) -> Result<Self, String> {
         Ok(Notifier {
-            notifications: config.get("notifications").unwrap_or("shop.notifications").to_owned(),
+            notifications: config
+                .get("notifications")
+                .unwrap_or("shop.notifications")
+                .to_owned(),
             channel: config.get("channel").unwrap_or("email").to_owned(),
             currency: config.get("currency").unwrap_or("EUR").to_owned(),
         })
@@ -38,15 +41,30 @@ impl Plugin for Notifier {
 
     fn handle(&mut self, event: Event) -> Result<(), HandleError> {
         let outcome: Outcome = event.json()?;
-        let amount = format!("{}.{:02} {}", outcome.total_cents / 100, outcome.total_cents % 100, self.currency);
+        let amount = format!(
+            "{}.{:02} {}",
+            outcome.total_cents / 100,
+            outcome.total_cents % 100,
+            self.currency
+        );
         let message = match (event.type_.as_str(), &outcome.reason) {
             ("shop.order.validated.v1", _) => {
-                format!("Your order {} over {amount} is confirmed.", outcome.order_id)
+                format!(
+                    "Your order {} over {amount} is confirmed.",
+                    outcome.order_id
+                )
             }
             ("shop.order.rejected.v1", Some(reason)) => {
-                format!("Your order {} could not be accepted: {reason}.", outcome.order_id)
+                format!(
+                    "Your order {} could not be accepted: {reason}.",
+                    outcome.order_id
+                )
             }
-            (other, _) => return Err(HandleError::reject(format!("cannot notify about `{other}`"))),
+            (other, _) => {
+                return Err(HandleError::reject(format!(
+                    "cannot notify about `{other}`"
+                )));
+            }
         };
         let notification = Notification {
             to: outcome.email,

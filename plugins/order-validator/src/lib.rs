@@ -49,15 +49,28 @@ impl Validator {
         if let Some(item) = order.items.iter().find(|i| i.qty == 0) {
             return Some(format!("item {} has quantity 0", item.sku));
         }
-        let sum: u64 = order.items.iter().map(|i| u64::from(i.qty) * i.price_cents).sum();
+        let sum: u64 = order
+            .items
+            .iter()
+            .map(|i| u64::from(i.qty) * i.price_cents)
+            .sum();
         if sum != order.total_cents {
-            return Some(format!("total {} does not match the items ({sum})", order.total_cents));
+            return Some(format!(
+                "total {} does not match the items ({sum})",
+                order.total_cents
+            ));
         }
         if order.total_cents > self.max_total_cents {
-            return Some(format!("total {} is over the limit of {}", order.total_cents, self.max_total_cents));
+            return Some(format!(
+                "total {} is over the limit of {}",
+                order.total_cents, self.max_total_cents
+            ));
         }
         if !order.customer.email.contains('@') {
-            return Some(format!("customer email `{}` is not an address", order.customer.email));
+            return Some(format!(
+                "customer email `{}` is not an address",
+                order.customer.email
+            ));
         }
         None
     }
@@ -66,7 +79,10 @@ impl Validator {
 impl Plugin for Validator {
     fn init(config: &Config) -> Result<Self, String> {
         Ok(Validator {
-            outcomes: config.get("outcomes").unwrap_or("shop.order-outcomes").to_owned(),
+            outcomes: config
+                .get("outcomes")
+                .unwrap_or("shop.order-outcomes")
+                .to_owned(),
             max_total_cents: config.parse_or("max_total_cents", 100_000)?,
         })
     }
@@ -78,7 +94,11 @@ impl Plugin for Validator {
             None => "shop.order.validated.v1",
             Some(_) => "shop.order.rejected.v1",
         };
-        info!("order {}: {}", order.order_id, reason.as_deref().unwrap_or("valid"));
+        info!(
+            "order {}: {}",
+            order.order_id,
+            reason.as_deref().unwrap_or("valid")
+        );
         let outcome = Outcome {
             order_id: &order.order_id,
             customer_id: &order.customer.id,

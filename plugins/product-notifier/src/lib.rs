@@ -22,13 +22,25 @@ struct Announcer {
 
 impl Plugin for Announcer {
     fn init(config: &Config) -> Result<Self, String> {
-        Ok(Announcer { topic: config.get("topic").unwrap_or("catalog.announcements").to_owned() })
+        Ok(Announcer {
+            topic: config
+                .get("topic")
+                .unwrap_or("catalog.announcements")
+                .to_owned(),
+        })
     }
 
     fn handle(&mut self, event: Event) -> Result<(), HandleError> {
         let product: Created = event.json()?;
-        let announcement = Announcement { product_id: &product.product_id, message: format!("New in the catalog: {}", product.name) };
-        emit(Outgoing::new(&self.topic, "catalog.product.announced.v1").key(&product.product_id).json(&announcement)?)
+        let announcement = Announcement {
+            product_id: &product.product_id,
+            message: format!("New in the catalog: {}", product.name),
+        };
+        emit(
+            Outgoing::new(&self.topic, "catalog.product.announced.v1")
+                .key(&product.product_id)
+                .json(&announcement)?,
+        )
     }
 }
 

@@ -57,10 +57,16 @@ impl EmbeddedBroker {
     pub fn subscribe(&self, topic: &str) -> EmbeddedSource {
         let topic = self.topic(topic);
         // Hold every partition lock so no append is counted twice or missed.
-        let logs: Vec<_> = topic.partitions.iter().map(|p| p.write().expect("log lock")).collect();
+        let logs: Vec<_> = topic
+            .partitions
+            .iter()
+            .map(|p| p.write().expect("log lock"))
+            .collect();
         topic.subscribers.fetch_add(1, Ordering::SeqCst);
         let existing: usize = logs.iter().map(|log| log.len()).sum();
-        self.0.outstanding.fetch_add(existing as u64, Ordering::SeqCst);
+        self.0
+            .outstanding
+            .fetch_add(existing as u64, Ordering::SeqCst);
         drop(logs);
         EmbeddedSource {
             broker: self.clone(),
@@ -113,11 +119,14 @@ impl EmbeddedBroker {
 
     /// Whether nothing can arrive any more: no input open and everything committed.
     pub fn is_exhausted(&self) -> bool {
-        self.0.open_inputs.load(Ordering::SeqCst) == 0 && self.0.outstanding.load(Ordering::SeqCst) == 0
+        self.0.open_inputs.load(Ordering::SeqCst) == 0
+            && self.0.outstanding.load(Ordering::SeqCst) == 0
     }
 
     fn push(&self, topic: &Topic, partition: u32, make: impl FnOnce(u64) -> Body) -> (u32, u64) {
-        let mut log = topic.partitions[partition as usize].write().expect("log lock");
+        let mut log = topic.partitions[partition as usize]
+            .write()
+            .expect("log lock");
         let offset = log.len() as u64;
         log.push(make(offset));
         let subscribers = topic.subscribers.load(Ordering::SeqCst);
@@ -213,11 +222,16 @@ impl EmbeddedSource {
             let log = self.topic.partitions[partition].read().expect("log lock");
             let from = self.cursors[partition] as usize;
             let until = log.len().min(from + (max - out.len()));
-            out.extend(log[from..until].iter().enumerate().map(|(i, body)| Delivery {
-                partition: partition as u32,
-                offset: (from + i) as u64,
-                body: body.clone(),
-            }));
+            out.extend(
+                log[from..until]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, body)| Delivery {
+                        partition: partition as u32,
+                        offset: (from + i) as u64,
+                        body: body.clone(),
+                    }),
+            );
             self.cursors[partition] = until as u64;
             if out.len() == max {
                 break;
@@ -258,7 +272,11 @@ impl Source for EmbeddedSource {
             }
         }
         if finished > 0 {
-            let before = self.broker.0.outstanding.fetch_sub(finished, Ordering::SeqCst);
+            let before = self
+                .broker
+                .0
+                .outstanding
+                .fetch_sub(finished, Ordering::SeqCst);
             if before == finished {
                 self.broker.notify();
             }
@@ -278,7 +296,10 @@ impl Drop for EmbeddedSource {
             .map(|(log, committed)| log.read().expect("log lock").len() as u64 - committed)
             .sum();
         self.topic.subscribers.fetch_sub(1, Ordering::SeqCst);
-        self.broker.0.outstanding.fetch_sub(uncommitted, Ordering::SeqCst);
+        self.broker
+            .0
+            .outstanding
+            .fetch_sub(uncommitted, Ordering::SeqCst);
         self.broker.notify();
         tracing::trace!(topic = %self.topic.name, uncommitted, "subscription closed");
     }
@@ -344,8 +365,14 @@ mod tests {
         broker.append(event("t", None, "1"));
         drop(input);
         let records = drain(&mut source);
-        assert!(matches!(source.poll(10, Duration::from_millis(1)).unwrap(), Poll::Idle));
+        assert!(matches!(
+            source.poll(10, Duration::from_millis(1)).unwrap(),
+            Poll::Idle
+        ));
         source.commit(&[(0, records[0].offset + 1)]).unwrap();
-        assert!(matches!(source.poll(10, Duration::from_millis(1)).unwrap(), Poll::Exhausted));
+        assert!(matches!(
+            source.poll(10, Duration::from_millis(1)).unwrap(),
+            Poll::Exhausted
+        ));
     }
 }

@@ -42,7 +42,10 @@ pub fn check(config_path: &Path) -> i32 {
     }
     for (name, route) in &config.spec.routes {
         let name = name.get_ref();
-        let types = route.types.as_ref().map_or("every type".to_owned(), |t| t.join(", "));
+        let types = route
+            .types
+            .as_ref()
+            .map_or("every type".to_owned(), |t| t.join(", "));
         println!(
             "route {name}: {} ({types}) -> {} (concurrency {}, up to {} attempts), dead letters to {}",
             route.topic,
@@ -67,7 +70,10 @@ fn missing_inputs(config: &Config) -> Vec<crate::config::error::ConfigError> {
         .map(|input| {
             config.error_at(
                 input.span(),
-                format!("input file {} does not exist", input.get_ref().file.display()),
+                format!(
+                    "input file {} does not exist",
+                    input.get_ref().file.display()
+                ),
             )
         })
         .collect()
@@ -94,8 +100,15 @@ fn warnings(config: &Config) -> Vec<String> {
         }
     }
     for name in spec.plugins.keys() {
-        if !spec.routes.values().any(|r| r.plugin.get_ref() == name.get_ref()) {
-            warnings.push(format!("plugin `{}` is not used by any route", name.get_ref()));
+        if !spec
+            .routes
+            .values()
+            .any(|r| r.plugin.get_ref() == name.get_ref())
+        {
+            warnings.push(format!(
+                "plugin `{}` is not used by any route",
+                name.get_ref()
+            ));
         }
     }
     warnings

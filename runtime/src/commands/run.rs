@@ -2,8 +2,8 @@
 //! drain, commit, print a summary and exit 0.
 
 use super::{EXIT_INVALID, load_config, print_errors};
-use crate::config::error::ConfigErrors;
 use crate::Shutdown;
+use crate::config::error::ConfigErrors;
 use crate::runtime::{RunReport, run as run_config};
 use std::path::Path;
 
@@ -36,7 +36,11 @@ pub fn run(config_path: &Path) -> i32 {
 /// One line per route and output on stderr, so stdout stays the outputs' own.
 fn print_summary(report: &RunReport) {
     for (route, counts) in &report.routes {
-        let dead: Vec<String> = counts.dead_lettered.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let dead: Vec<String> = counts
+            .dead_lettered
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         eprintln!(
             "route {route}: received {}, succeeded {}, filtered {}, retried {}, emitted {}, dead-lettered {}{}",
             counts.received,
@@ -45,7 +49,11 @@ fn print_summary(report: &RunReport) {
             counts.retried,
             counts.emitted,
             counts.dead_lettered_total(),
-            if dead.is_empty() { String::new() } else { format!(" ({})", dead.join(", ")) }
+            if dead.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", dead.join(", "))
+            }
         );
     }
     for (topic, lines) in &report.outputs {

@@ -45,10 +45,9 @@ pub fn test(options: TestOptions<'_>, out: &mut dyn Write) -> i32 {
 
 fn run_test(options: TestOptions<'_>, out: &mut dyn Write) -> anyhow::Result<()> {
     let engine = PlexusEngine::new(cache_dir(None))?;
-    let name = options
-        .plugin
-        .file_stem()
-        .map_or("plugin".to_owned(), |s| s.to_string_lossy().replace('_', "-"));
+    let name = options.plugin.file_stem().map_or("plugin".to_owned(), |s| {
+        s.to_string_lossy().replace('_', "-")
+    });
     let loaded = component::load(&engine, &name, options.plugin, None)?;
     let context = PluginContext {
         name: name.as_str().into(),
@@ -70,7 +69,11 @@ fn run_test(options: TestOptions<'_>, out: &mut dyn Write) -> anyhow::Result<()>
         let mut event = match cloudevents::decode(line.as_bytes()) {
             Ok(event) => event,
             Err(error) => {
-                writeln!(out, "{}", json!({"line": line_no, "outcome": "undecodable", "reason": error.to_string()}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"line": line_no, "outcome": "undecodable", "reason": error.to_string()})
+                )?;
                 continue;
             }
         };
@@ -86,11 +89,15 @@ fn run_test(options: TestOptions<'_>, out: &mut dyn Write) -> anyhow::Result<()>
                 let emitted: Vec<Value> = staged
                     .into_iter()
                     .enumerate()
-                    .map(|(i, e)| serde_json::from_str(&cloudevents::encode(&context.complete(i, e))))
+                    .map(|(i, e)| {
+                        serde_json::from_str(&cloudevents::encode(&context.complete(i, e)))
+                    })
                     .collect::<Result<_, _>>()?;
                 json!({"line": line_no, "id": event.id, "outcome": "ok", "emitted": emitted})
             }
-            Outcome::Retry(reason) => json!({"line": line_no, "id": event.id, "outcome": "retry", "reason": reason}),
+            Outcome::Retry(reason) => {
+                json!({"line": line_no, "id": event.id, "outcome": "retry", "reason": reason})
+            }
             Outcome::Failed(kind, reason) => {
                 json!({"line": line_no, "id": event.id, "outcome": kind.as_str(), "reason": reason})
             }

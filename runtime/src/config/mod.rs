@@ -235,7 +235,9 @@ impl RouteConfig {
     pub fn dead_letter_topic(&self, route: &str) -> TopicName {
         match &self.dead_letter {
             Some(topic) => topic.get_ref().clone(),
-            None => format!("{route}.dlq").parse().expect("route names make valid topics"),
+            None => format!("{route}.dlq")
+                .parse()
+                .expect("route names make valid topics"),
         }
     }
 }
@@ -261,7 +263,9 @@ impl Config {
     pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
         let locator = Locator::new(file, text);
         let mut spec: ConfigFile = toml::from_str(text).map_err(|e| {
-            ConfigErrors(vec![locator.error(e.span(), e.message().trim_end().to_owned())])
+            ConfigErrors(vec![
+                locator.error(e.span(), e.message().trim_end().to_owned()),
+            ])
         })?;
         let errors = validate::validate(&spec, &locator);
         if !errors.is_empty() {
@@ -277,7 +281,11 @@ impl Config {
     }
 
     /// An error located at `span` of this file.
-    pub fn error_at(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> ConfigError {
+    pub fn error_at(
+        &self,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         Locator::new(&self.file, &self.text).error(Some(span), message)
     }
 

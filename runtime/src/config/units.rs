@@ -27,9 +27,13 @@ impl FromStr for Duration {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let expected = || {
-            format!("invalid duration `{text}`: expected a whole number and a unit (ms, s, m, h), e.g. \"500ms\"")
+            format!(
+                "invalid duration `{text}`: expected a whole number and a unit (ms, s, m, h), e.g. \"500ms\""
+            )
         };
-        let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(expected)?;
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(expected)?;
         let (number, unit) = text.split_at(split);
         let number: u64 = number.parse().map_err(|_| expected())?;
         let millis = match unit {
@@ -58,9 +62,14 @@ impl FromStr for ByteSize {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let expected =
-            || format!("invalid size `{text}`: expected a whole number and a unit (B, KiB, MiB, GiB), e.g. \"64MiB\"");
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let expected = || {
+            format!(
+                "invalid size `{text}`: expected a whole number and a unit (B, KiB, MiB, GiB), e.g. \"64MiB\""
+            )
+        };
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
         let (number, unit) = text.split_at(split);
         let number: u64 = number.parse().map_err(|_| expected())?;
         let scale: u64 = match unit {
@@ -124,7 +133,8 @@ impl fmt::Display for TopicName {
 pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
-    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    let rest_ok =
+        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if first_ok && rest_ok && name.len() <= 64 {
         Ok(())
     } else {

@@ -16,7 +16,10 @@ pub(super) fn validate(spec: &ConfigFile, at: &Locator<'_>) -> Vec<ConfigError> 
     if !(1..=MAX_PARTITIONS).contains(partitions.get_ref()) {
         errors.push(at.error(
             Some(partitions.span()),
-            format!("partitions must be between 1 and {MAX_PARTITIONS}, found {}", partitions.get_ref()),
+            format!(
+                "partitions must be between 1 and {MAX_PARTITIONS}, found {}",
+                partitions.get_ref()
+            ),
         ));
     }
     for (name, plugin) in &spec.plugins {
@@ -27,13 +30,20 @@ pub(super) fn validate(spec: &ConfigFile, at: &Locator<'_>) -> Vec<ConfigError> 
         if limits.memory.0 < MIN_MEMORY {
             errors.push(at.error(
                 Some(name.span()),
-                format!("plugin `{}`: limits.memory must be at least 1MiB, found {}", name.get_ref(), limits.memory),
+                format!(
+                    "plugin `{}`: limits.memory must be at least 1MiB, found {}",
+                    name.get_ref(),
+                    limits.memory
+                ),
             ));
         }
         if limits.timeout.0.is_zero() {
             errors.push(at.error(
                 Some(name.span()),
-                format!("plugin `{}`: limits.timeout must be more than 0ms", name.get_ref()),
+                format!(
+                    "plugin `{}`: limits.timeout must be more than 0ms",
+                    name.get_ref()
+                ),
             ));
         }
     }
@@ -51,7 +61,10 @@ pub(super) fn validate(spec: &ConfigFile, at: &Locator<'_>) -> Vec<ConfigError> 
             };
             errors.push(at.error(
                 Some(route.plugin.span()),
-                format!("route `{route_name}`: unknown plugin `{}`, {expected}", route.plugin.get_ref()),
+                format!(
+                    "route `{route_name}`: unknown plugin `{}`, {expected}",
+                    route.plugin.get_ref()
+                ),
             ));
         }
         let concurrency = *route.concurrency.get_ref();
@@ -64,7 +77,9 @@ pub(super) fn validate(spec: &ConfigFile, at: &Locator<'_>) -> Vec<ConfigError> 
         if *route.retry.max_attempts.get_ref() == 0 {
             errors.push(at.error(
                 Some(route.retry.max_attempts.span()),
-                format!("route `{route_name}`: retry.max_attempts must be at least 1 (1 means no retry)"),
+                format!(
+                    "route `{route_name}`: retry.max_attempts must be at least 1 (1 means no retry)"
+                ),
             ));
         }
         if route.retry.initial_backoff > route.retry.max_backoff {
@@ -99,7 +114,10 @@ pub(super) fn validate(spec: &ConfigFile, at: &Locator<'_>) -> Vec<ConfigError> 
         if file.as_os_str() != "-" && output_files.contains(&file) {
             errors.push(at.error(
                 Some(output.span()),
-                format!("output file `{}` is already written by another output", file.display()),
+                format!(
+                    "output file `{}` is already written by another output",
+                    file.display()
+                ),
             ));
         }
         output_files.push(file);
@@ -108,10 +126,17 @@ pub(super) fn validate(spec: &ConfigFile, at: &Locator<'_>) -> Vec<ConfigError> 
     errors
 }
 
-fn span_or(span: std::ops::Range<usize>, fallback: std::ops::Range<usize>) -> std::ops::Range<usize> {
+fn span_or(
+    span: std::ops::Range<usize>,
+    fallback: std::ops::Range<usize>,
+) -> std::ops::Range<usize> {
     if span.is_empty() { fallback } else { span }
 }
 
 fn quoted_list(names: &[&str]) -> String {
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -68,8 +68,12 @@ impl Failure<'_> {
             key: record.key.clone(),
             timestamp: Some(now_millis()),
             content_type: Some(
-                if std::str::from_utf8(&record.raw).is_ok() { "text/plain" } else { "application/octet-stream" }
-                    .to_owned(),
+                if std::str::from_utf8(&record.raw).is_ok() {
+                    "text/plain"
+                } else {
+                    "application/octet-stream"
+                }
+                .to_owned(),
             ),
             correlation_id: None,
             headers: record.headers.clone(),

@@ -101,7 +101,11 @@ pub fn start_route(
     let mut handlers = Vec::with_capacity(spec.concurrency);
     for _ in 0..spec.concurrency {
         handlers.push(spec.plugin.instantiate().with_context(|| {
-            format!("route `{}`: instantiating plugin `{}`", spec.name, spec.plugin.name())
+            format!(
+                "route `{}`: instantiating plugin `{}`",
+                spec.name,
+                spec.plugin.name()
+            )
         })?);
     }
     let mut queues = Vec::with_capacity(spec.concurrency);
@@ -127,7 +131,13 @@ pub fn start_route(
     let poller = std::thread::Builder::new()
         .name(format!("{name}-poll"))
         .spawn(move || {
-            let poller = Poller { spec, tracker, metrics, shutdown, next_keyless: 0 };
+            let poller = Poller {
+                spec,
+                tracker,
+                metrics,
+                shutdown,
+                next_keyless: 0,
+            };
             poller.run(source, queues, workers);
         })?;
     Ok(RunningRoute { name, poller })

@@ -29,7 +29,11 @@ impl OffsetTracker {
     /// ascending order per partition.
     pub fn begin(&self, partition: u32, offset: u64) {
         let mut partitions = self.partitions.lock().expect("tracker lock");
-        partitions.entry(partition).or_default().in_flight.push_back((offset, false));
+        partitions
+            .entry(partition)
+            .or_default()
+            .in_flight
+            .push_back((offset, false));
     }
 
     /// Records that `offset` of `partition` is finished.

@@ -55,7 +55,13 @@ impl Worker {
                 Outcome::Done(staged) => return self.publish(delivery, &current, staged),
                 Outcome::Retry(reason) if attempt >= policy.max_attempts => {
                     let reason = format!("gave up after {attempt} attempts: {reason}");
-                    return self.fail(delivery, &current, FailureKind::RetriesExhausted, &reason, attempt);
+                    return self.fail(
+                        delivery,
+                        &current,
+                        FailureKind::RetriesExhausted,
+                        &reason,
+                        attempt,
+                    );
                 }
                 Outcome::Retry(reason) => {
                     RouteMetrics::add(&self.metrics.retried, 1);
@@ -76,7 +82,12 @@ impl Worker {
         }
     }
 
-    fn publish(&self, delivery: &Delivery, event: &Event, staged: Vec<crate::event::OutgoingEvent>) {
+    fn publish(
+        &self,
+        delivery: &Delivery,
+        event: &Event,
+        staged: Vec<crate::event::OutgoingEvent>,
+    ) {
         RouteMetrics::add(&self.metrics.succeeded, 1);
         if staged.is_empty() {
             self.tracker.finish(delivery.partition, delivery.offset);
@@ -93,7 +104,11 @@ impl Worker {
             .map(|(index, out)| context.complete(index, out))
             .collect();
         let count = events.len() as u64;
-        let (tracker, metrics, route) = (self.tracker.clone(), self.metrics.clone(), self.spec.name.clone());
+        let (tracker, metrics, route) = (
+            self.tracker.clone(),
+            self.metrics.clone(),
+            self.spec.name.clone(),
+        );
         let (partition, offset) = (delivery.partition, delivery.offset);
         self.sink.publish(
             events,
@@ -109,14 +124,27 @@ impl Worker {
         );
     }
 
-    fn fail(&self, delivery: &Delivery, event: &Event, kind: FailureKind, reason: &str, attempts: u32) {
+    fn fail(
+        &self,
+        delivery: &Delivery,
+        event: &Event,
+        kind: FailureKind,
+        reason: &str,
+        attempts: u32,
+    ) {
         let failure = self.failure(delivery, kind, reason, attempts);
         let letter = failure.letter_for(event, &self.spec.dead_letter);
         tracing::warn!(route = %self.spec.name, id = %event.id, kind = kind.as_str(), %reason, "dead-lettering event");
         self.dead_letter(delivery, kind, reason, letter);
     }
 
-    fn failure<'a>(&'a self, delivery: &Delivery, kind: FailureKind, reason: &'a str, attempts: u32) -> Failure<'a> {
+    fn failure<'a>(
+        &'a self,
+        delivery: &Delivery,
+        kind: FailureKind,
+        reason: &'a str,
+        attempts: u32,
+    ) -> Failure<'a> {
         Failure {
             kind,
             reason,
@@ -130,7 +158,11 @@ impl Worker {
     }
 
     fn dead_letter(&self, delivery: &Delivery, kind: FailureKind, reason: &str, letter: Event) {
-        let (tracker, metrics, route) = (self.tracker.clone(), self.metrics.clone(), self.spec.name.clone());
+        let (tracker, metrics, route) = (
+            self.tracker.clone(),
+            self.metrics.clone(),
+            self.spec.name.clone(),
+        );
         let (partition, offset) = (delivery.partition, delivery.offset);
         let reason = reason.to_owned();
         self.sink.publish(

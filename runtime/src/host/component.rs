@@ -44,7 +44,9 @@ pub enum LoadError {
         path: String,
     },
     /// A core module, not a component.
-    #[error("{path} is a core WebAssembly module, not a component: build the plugin for wasm32-wasip2 (or wrap the module with `wasm-tools component new`)")]
+    #[error(
+        "{path} is a core WebAssembly module, not a component: build the plugin for wasm32-wasip2 (or wrap the module with `wasm-tools component new`)"
+    )]
     CoreModule {
         /// The file.
         path: String,
@@ -105,10 +107,13 @@ pub fn load(
         });
     }
     check_header(&bytes, &shown)?;
-    let (component, from_cache) = engine.compile(&bytes, &digest).map_err(|e| LoadError::Compile {
-        path: shown.clone(),
-        reason: format!("{e:#}"),
-    })?;
+    let (component, from_cache) =
+        engine
+            .compile(&bytes, &digest)
+            .map_err(|e| LoadError::Compile {
+                path: shown.clone(),
+                reason: format!("{e:#}"),
+            })?;
     let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
         path: shown.clone(),
         reason: format!("{e:#}"),
@@ -127,10 +132,14 @@ pub fn load(
 
 fn check_header(bytes: &[u8], path: &str) -> Result<(), LoadError> {
     if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
-        return Err(LoadError::NotWasm { path: path.to_owned() });
+        return Err(LoadError::NotWasm {
+            path: path.to_owned(),
+        });
     }
     if bytes[4..8] == CORE_MODULE_VERSION {
-        return Err(LoadError::CoreModule { path: path.to_owned() });
+        return Err(LoadError::CoreModule {
+            path: path.to_owned(),
+        });
     }
     Ok(())
 }

@@ -102,7 +102,11 @@ impl CompileCache {
             std::fs::create_dir_all(&self.dir)?;
             let bytes = component.serialize().map_err(super::into_anyhow)?;
             // Write then rename, so a reader never sees half a file.
-            let tmp = self.dir.join(format!(".{}.{}.tmp", hex::encode(sha256), std::process::id()));
+            let tmp = self.dir.join(format!(
+                ".{}.{}.tmp",
+                hex::encode(sha256),
+                std::process::id()
+            ));
             std::fs::write(&tmp, bytes)?;
             std::fs::rename(&tmp, self.path(sha256))?;
             Ok(())
@@ -129,15 +133,17 @@ impl Ticker {
         let ticker = Arc::new(Ticker);
         let alive: Weak<Ticker> = Arc::downgrade(&ticker);
         let engine = engine.weak();
-        std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
-            while alive.strong_count() > 0 {
-                std::thread::sleep(EPOCH_TICK);
-                match engine.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => break,
+        std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while alive.strong_count() > 0 {
+                    std::thread::sleep(EPOCH_TICK);
+                    match engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
                 }
-            }
-        })?;
+            })?;
         Ok(ticker)
     }
 }

@@ -69,16 +69,30 @@ fn to_wit(error: StateError) -> state::StateError {
 
 impl state::Host for HostState {
     fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, state::StateError> {
-        self.plugin.state.get(&self.plugin.name, &key).map_err(to_wit)
+        self.plugin
+            .state
+            .get(&self.plugin.name, &key)
+            .map_err(to_wit)
     }
 
-    fn set(&mut self, key: String, value: Vec<u8>, ttl_millis: Option<u64>) -> Result<(), state::StateError> {
+    fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_millis: Option<u64>,
+    ) -> Result<(), state::StateError> {
         let ttl = ttl_millis.map(Duration::from_millis);
-        self.plugin.state.set(&self.plugin.name, &key, value, ttl).map_err(to_wit)
+        self.plugin
+            .state
+            .set(&self.plugin.name, &key, value, ttl)
+            .map_err(to_wit)
     }
 
     fn delete(&mut self, key: String) -> Result<bool, state::StateError> {
-        self.plugin.state.delete(&self.plugin.name, &key).map_err(to_wit)
+        self.plugin
+            .state
+            .delete(&self.plugin.name, &key)
+            .map_err(to_wit)
     }
 
     fn compare_and_swap(

@@ -39,7 +39,10 @@ impl WasmPlugin {
     }
 
     fn live_instance(&self) -> Result<Live, (FailureKind, String)> {
-        let mut store = Store::new(self.loaded.pre.engine(), HostState::new(self.context.clone()));
+        let mut store = Store::new(
+            self.loaded.pre.engine(),
+            HostState::new(self.context.clone()),
+        );
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(PlexusEngine::ticks_for(self.timeout));
@@ -99,11 +102,17 @@ impl Handler for WasmHandler {
             None => match self.plugin.live_instance() {
                 Ok(live) => live,
                 Err((_, message)) => {
-                    return Outcome::Failed(FailureKind::Unavailable, format!("no instance: {message}"));
+                    return Outcome::Failed(
+                        FailureKind::Unavailable,
+                        format!("no instance: {message}"),
+                    );
                 }
             },
         };
-        let Live { mut store, consumer } = live;
+        let Live {
+            mut store,
+            consumer,
+        } = live;
         let state = store.data_mut();
         state.outbox.clear();
         state.limiter.hit = false;
@@ -138,7 +147,10 @@ fn classify(
     if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         return (
             FailureKind::Timeout,
-            format!("{during} exceeded the time limit of {}ms", timeout.as_millis()),
+            format!(
+                "{during} exceeded the time limit of {}ms",
+                timeout.as_millis()
+            ),
         );
     }
     if state.limiter.hit {

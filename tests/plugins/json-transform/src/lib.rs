@@ -35,7 +35,9 @@ struct Transform {
 
 impl Plugin for Transform {
     fn init(config: &Config) -> Result<Self, String> {
-        Ok(Transform { out: config.get("out").unwrap_or("summaries").to_owned() })
+        Ok(Transform {
+            out: config.get("out").unwrap_or("summaries").to_owned(),
+        })
     }
 
     fn handle(&mut self, event: Event) -> Result<(), HandleError> {
@@ -44,11 +46,19 @@ impl Plugin for Transform {
             order_id: &order.order_id,
             customer: &order.customer,
             lines: order.lines.len(),
-            total_cents: order.lines.iter().map(|l| u64::from(l.qty) * l.price_cents).sum(),
+            total_cents: order
+                .lines
+                .iter()
+                .map(|l| u64::from(l.qty) * l.price_cents)
+                .sum(),
             note_len: order.note.len(),
             first_sku: order.lines.first().map(|l| l.sku.as_str()),
         };
-        emit(Outgoing::new(&self.out, "bench.order.summary.v1").key(&order.customer).json(&summary)?)
+        emit(
+            Outgoing::new(&self.out, "bench.order.summary.v1")
+                .key(&order.customer)
+                .json(&summary)?,
+        )
     }
 }
 

@@ -3,6 +3,7 @@
 //! - `test.loop`: never returns;
 //! - `test.hog`: allocates memory until the host refuses more;
 //! - `test.reject`: rejects;
+//! - `test.emit-then-reject`: stages an event, then rejects (the event must not appear);
 //! - `test.retry`: asks for a retry until attempt number `n` (from the JSON payload), then
 //!   echoes;
 //! - `test.sandbox`: tries to read a file, an environment variable and the WASI clock, and
@@ -21,12 +22,16 @@ struct Misbehave {
 impl Misbehave {
     fn echo(&self, event: &Event) -> Result<(), HandleError> {
         let payload: Value = event.json().unwrap_or(Value::Null);
-        if let (Some(key), Some(seq)) = (event.key_str(), payload.get("seq").and_then(Value::as_i64)) {
+        if let (Some(key), Some(seq)) =
+            (event.key_str(), payload.get("seq").and_then(Value::as_i64))
+        {
             let last = state::get(&format!("seq/{key}"))?
                 .and_then(|b| String::from_utf8(b).ok())
                 .and_then(|s| s.parse::<i64>().ok());
             if last.is_some_and(|last| last >= seq) {
-                return Err(HandleError::reject(format!("key {key}: seq {seq} after {last:?}")));
+                return Err(HandleError::reject(format!(
+                    "key {key}: seq {seq} after {last:?}"
+                )));
             }
             state::set(&format!("seq/{key}"), seq.to_string().as_bytes(), None)?;
         }
@@ -68,16 +73,29 @@ impl Plugin for Misbehave {
                 }
             }
             "test.reject" => Err(HandleError::reject(format!("rejected {}", event.id))),
+            "test.emit-then-reject" => {
+                emit(Outgoing::new(&self.out, "test.must-not-appear"))?;
+                Err(HandleError::reject("staged an event, then failed"))
+            }
             "test.retry" => {
-                let until = event.json::<Value>()?.get("n").and_then(Value::as_u64).unwrap_or(3);
+                let until = event
+                    .json::<Value>()?
+                    .get("n")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(3);
                 if u64::from(event.attempt) < until {
-                    return Err(HandleError::retry(format!("attempt {} of {until}", event.attempt)));
+                    return Err(HandleError::retry(format!(
+                        "attempt {} of {until}",
+                        event.attempt
+                    )));
                 }
                 self.echo(&event)
             }
             "test.sandbox" => {
                 let file = std::fs::read_to_string("/etc/passwd").map_err(|e| e.to_string());
-                let dir = std::fs::read_dir("/").map(|d| d.count()).map_err(|e| e.to_string());
+                let dir = std::fs::read_dir("/")
+                    .map(|d| d.count())
+                    .map_err(|e| e.to_string());
                 let env: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
                 let home = std::env::var("HOME").ok();
                 let clock = std::time::SystemTime::now()
