@@ -133,3 +133,17 @@ fn unread_dead_letters_are_warned_about() {
         checked.stdout
     );
 }
+
+#[test]
+fn an_init_that_refuses_its_config_is_reported() {
+    let scenario = Scenario::new();
+    let checked = check(&config_with_plugin(
+        &scenario,
+        &plugin("misbehave"),
+        "config = { spin = \"lots\" }",
+    ));
+    assert_refused(
+        &checked,
+        "init failed: config key `spin`: cannot parse `lots`",
+    );
+}

@@ -62,7 +62,16 @@ fn sigterm_drains_commits_and_exits_zero() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start plexus");
-    std::thread::sleep(Duration::from_millis(1500));
+    // Signal once events are flowing (the echo output has lines), however slow the machine.
+    let echo = scenario.dir.path().join("echo.jsonl");
+    let waiting = Instant::now();
+    while std::fs::metadata(&echo).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(60),
+            "no event was handled within a minute"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let signalled = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -198,7 +198,7 @@ pub fn run_with_plugins(
             if feeder_stop.is_triggered() {
                 break;
             }
-            match feed_file(&feeder_broker, input.topic.as_str(), &input.file) {
+            match feed_file(&feeder_broker, input.topic.as_str(), &input.file, &feeder_stop) {
                 Ok(r) => {
                     tracing::info!(file = %input.file.display(), topic = %input.topic, events = r.events, undecodable = r.undecodable, "input fed");
                     fed.insert(input.file.display().to_string(), (r.events, r.undecodable));

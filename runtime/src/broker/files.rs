@@ -22,12 +22,21 @@ pub struct FeedReport {
     pub undecodable: u64,
 }
 
-/// Appends every non-blank line of `path` to `topic`. A line that is not a valid CloudEvent
-/// is appended as an undecodable record whose reason names the file and line.
-pub fn feed_file(broker: &EmbeddedBroker, topic: &str, path: &Path) -> std::io::Result<FeedReport> {
+/// Appends every non-blank line of `path` to `topic`, until done or `stop` is set. A line
+/// that is not a valid CloudEvent is appended as an undecodable record whose reason names
+/// the file and line.
+pub fn feed_file(
+    broker: &EmbeddedBroker,
+    topic: &str,
+    path: &Path,
+    stop: &Shutdown,
+) -> std::io::Result<FeedReport> {
     let reader = BufReader::new(std::fs::File::open(path)?);
     let mut report = FeedReport::default();
     for (index, line) in reader.split(b'\n').enumerate() {
+        if index % 1024 == 0 && stop.is_triggered() {
+            break;
+        }
         let mut line = line?;
         if line.last() == Some(&b'\r') {
             line.pop();

@@ -234,6 +234,7 @@ fn commit(route: &str, source: &mut dyn Source, tracker: &OffsetTracker) {
         return;
     }
     if let Err(error) = source.commit(&positions) {
-        tracing::warn!(route, %error, "commit failed; the next commit covers these offsets");
+        tracing::warn!(route, %error, "commit failed; retrying with the next commit");
+        tracker.retake_commits();
     }
 }

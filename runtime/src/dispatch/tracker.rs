@@ -67,6 +67,15 @@ impl OffsetTracker {
             .collect()
     }
 
+    /// Forgets what [`Self::take_commits`] returned, so the next call returns the positions
+    /// again (after a failed commit).
+    pub fn retake_commits(&self) {
+        let mut partitions = self.partitions.lock().expect("tracker lock");
+        for track in partitions.values_mut() {
+            track.last_taken = None;
+        }
+    }
+
     /// Events delivered and not finished, over all partitions.
     pub fn in_flight(&self) -> usize {
         let partitions = self.partitions.lock().expect("tracker lock");
