@@ -12,7 +12,7 @@ use plexus::broker::embedded::EmbeddedBroker;
 use plexus::dispatch::retry::RetryPolicy;
 use plexus::dispatch::{RouteSpec, start_route};
 use plexus::event::{Event, OutgoingEvent};
-use plexus::handler::{NativePlugin, Outcome, Plugin};
+use plexus::handler::{NativePlugin, Outcome, Plugin, PluginSlot};
 use plexus::host::component;
 use plexus::host::engine::PlexusEngine;
 use plexus::host::instance::WasmPlugin;
@@ -69,7 +69,7 @@ fn measure(plugin: Arc<dyn Plugin>, input: &[Event]) -> f64 {
         name: "bench".into(),
         topic: "in".into(),
         types: None,
-        plugin,
+        plugin: PluginSlot::new(plugin),
         concurrency: 1,
         retry: RetryPolicy::default(),
         dead_letter: "bench.dlq".into(),

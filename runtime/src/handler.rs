@@ -1,10 +1,12 @@
 //! What the dispatcher calls: a [`Plugin`] makes [`Handler`]s, a handler handles one event at
-//! a time. Wasm components are one implementation ([`crate::host`]); native Rust handlers
-//! are another, used as the baseline in benchmarks and in tests of the dispatcher itself.
+//! a time, and a [`PluginSlot`] holds the version in service so it can be replaced live.
+//! Wasm components are one implementation ([`crate::host`]); native Rust handlers are
+//! another, used as the baseline in benchmarks and in tests of the dispatcher itself.
 
 use crate::event::{Event, OutgoingEvent};
 use crate::metrics::FailureKind;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// How handling one event ended.
 #[derive(Debug)]
@@ -73,5 +75,44 @@ struct NativeHandler(Arc<HandleFn>);
 impl Handler for NativeHandler {
     fn handle(&mut self, event: &Event) -> Outcome {
         (self.0)(event)
+    }
+}
+
+/// The current version of a plugin, replaceable while events flow.
+///
+/// Routes hold the slot, not the plugin. Workers compare [`PluginSlot::generation`] between
+/// events (one atomic load) and, when it moved, instantiate the new version for the events
+/// that follow; the event in hand always finishes on the version that started it.
+pub struct PluginSlot {
+    current: RwLock<Arc<dyn Plugin>>,
+    generation: AtomicU64,
+}
+
+impl PluginSlot {
+    /// A slot holding `plugin`.
+    pub fn new(plugin: Arc<dyn Plugin>) -> Arc<Self> {
+        Arc::new(PluginSlot {
+            current: RwLock::new(plugin),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    /// Bumped by every [`PluginSlot::replace`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The current plugin and its generation.
+    pub fn current(&self) -> (u64, Arc<dyn Plugin>) {
+        let current = self.current.read().expect("plugin slot lock");
+        (self.generation(), current.clone())
+    }
+
+    /// Makes `plugin` the current version; returns the one it replaced.
+    pub fn replace(&self, plugin: Arc<dyn Plugin>) -> Arc<dyn Plugin> {
+        let mut current = self.current.write().expect("plugin slot lock");
+        let old = std::mem::replace(&mut *current, plugin);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        old
     }
 }

@@ -15,7 +15,9 @@
 //!   it knows no broker and no wasm, only [`handler::Handler`].
 //! - [`host`]: the wasmtime side: engine, compile cache, limits, imports, instances.
 //! - [`state`]: the per-plugin key-value store behind the `state` import.
-//! - [`runtime`]: wires a config into running pipelines ([`runtime::run`]).
+//! - [`runtime`]: wires a config into running pipelines and reconfigures them live
+//!   ([`runtime::Runtime::apply`]).
+//! - [`watch`]: hot-reload triggers (file changes, SIGHUP).
 //! - [`commands`]: `plexus run`, `check` and `test`.
 
 pub mod bindings;
@@ -31,6 +33,7 @@ pub mod metrics;
 pub mod runtime;
 pub mod shutdown;
 pub mod state;
+pub mod watch;
 
 pub use runtime::{RunReport, run};
 pub use shutdown::Shutdown;

@@ -21,6 +21,9 @@ enum Command {
         /// The configuration file.
         #[arg(long, short, default_value = "plexus.toml")]
         config: PathBuf,
+        /// Do not apply changes to the config and plugin files (or SIGHUP) while running.
+        #[arg(long)]
+        no_watch: bool,
     },
     /// Validate the config and load every plugin against the WIT world.
     Check {
@@ -65,7 +68,7 @@ fn main() {
         )
         .init();
     let code = match Cli::parse().command {
-        Command::Run { config } => commands::run::run(&config),
+        Command::Run { config, no_watch } => commands::run::run(&config, !no_watch),
         Command::Check { config } => commands::check::check(&config),
         Command::Test {
             plugin,

@@ -40,6 +40,28 @@ pub fn plexus_bin() -> PathBuf {
     bin
 }
 
+/// The component at `path` with a custom section appended: the same behaviour, another
+/// digest, so each `n` is a new version of the plugin.
+pub fn plugin_version_bytes(path: &str, n: u32) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).expect("read component");
+    let name = b"plexus-test-version";
+    let payload = n.to_le_bytes();
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(&payload);
+    bytes.push(0); // custom section id
+    bytes.push(section.len() as u8); // its size (LEB128, < 128)
+    bytes.extend_from_slice(&section);
+    bytes
+}
+
+/// Writes `bytes` to `path` the way a deploy should: to a temporary file, then renamed.
+pub fn replace_file(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
 /// A CloudEvents JSON line.
 pub fn event_line(
     id: &str,
@@ -100,7 +122,7 @@ impl Scenario {
 
     /// Runs `toml` in-process until its inputs are exhausted.
     pub fn run(&self, toml: &str) -> RunReport {
-        plexus::run(&self.config(toml), Shutdown::new()).expect("run")
+        plexus::run(self.config(toml), Shutdown::new(), false).expect("run")
     }
 
     /// The events written to output file `name`.

@@ -283,6 +283,10 @@ impl Source for EmbeddedSource {
         }
         Ok(())
     }
+
+    fn rewind(&mut self) {
+        self.cursors.clone_from(&self.committed);
+    }
 }
 
 impl Drop for EmbeddedSource {

@@ -75,6 +75,9 @@ pub trait Source: Send {
     fn poll(&mut self, max: usize, timeout: Duration) -> Result<Poll, BrokerError>;
     /// Records that every offset below `next` in each `(partition, next)` is finished.
     fn commit(&mut self, positions: &[(u32, u64)]) -> Result<(), BrokerError>;
+    /// Moves every read position back to the committed one, so what was read and not
+    /// finished is delivered again (used when a stopped route is restarted).
+    fn rewind(&mut self);
 }
 
 /// Called once with the result of one [`Sink::publish`].

@@ -4,6 +4,7 @@
 use super::{EXIT_INVALID, load_config, print_errors};
 use crate::config::Config;
 use crate::config::error::ConfigErrors;
+use crate::handler::Plugin;
 use crate::host::engine::PlexusEngine;
 use crate::runtime::{cache_dir, load_plugins};
 use crate::state::MemoryStateStore;

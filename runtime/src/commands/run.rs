@@ -1,5 +1,6 @@
 //! `plexus run`: run the config until its inputs are exhausted or a signal arrives, then
-//! drain, commit, print a summary and exit 0.
+//! drain, commit, print a summary and exit 0. Changes to the config and plugin files (and
+//! SIGHUP) are applied live unless `--no-watch` is given.
 
 use super::{EXIT_INVALID, load_config, print_errors};
 use crate::Shutdown;
@@ -7,8 +8,9 @@ use crate::config::error::ConfigErrors;
 use crate::runtime::{RunReport, run as run_config};
 use std::path::Path;
 
-/// Runs `config_path`; returns the exit code.
-pub fn run(config_path: &Path) -> i32 {
+/// Runs `config_path`, applying changes to it and its plugins live when `watch` is set;
+/// returns the exit code.
+pub fn run(config_path: &Path, watch: bool) -> i32 {
     let config = match load_config(config_path) {
         Ok(config) => config,
         Err(code) => return code,
@@ -18,7 +20,7 @@ pub fn run(config_path: &Path) -> i32 {
         eprintln!("error: cannot install signal handlers: {error}");
         return EXIT_INVALID;
     }
-    match run_config(&config, shutdown) {
+    match run_config(config, shutdown, watch) {
         Ok(report) => {
             print_summary(&report);
             0
@@ -58,5 +60,11 @@ fn print_summary(report: &RunReport) {
     }
     for (topic, lines) in &report.outputs {
         eprintln!("output {topic}: {lines} events written");
+    }
+    if report.reloads_applied + report.reloads_refused > 0 {
+        eprintln!(
+            "reloads: {} applied, {} refused, {} plugin swaps",
+            report.reloads_applied, report.reloads_refused, report.plugin_swaps
+        );
     }
 }

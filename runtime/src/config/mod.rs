@@ -91,16 +91,33 @@ fn default_partitions() -> Spanned<u32> {
 }
 
 /// `[runtime]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// `cache_dir = "path"`: where compiled plugins are cached (default: the user's cache
     /// directory, `plexus/` inside it).
     pub cache_dir: Option<PathBuf>,
+    /// `reload_settle = "50ms"`: how long changed files must stay unchanged before a
+    /// reload reads them (longer for slow copies).
+    #[serde(default = "default_reload_settle")]
+    pub reload_settle: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: None,
+            reload_settle: default_reload_settle(),
+        }
+    }
+}
+
+fn default_reload_settle() -> Duration {
+    Duration(std::time::Duration::from_millis(50))
 }
 
 /// `[[inputs]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
     /// `topic = "shop.orders"`: the topic the events are appended to.
@@ -110,7 +127,7 @@ pub struct InputConfig {
 }
 
 /// `[[outputs]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     /// `topic = "shop.notifications"`: the topic to write out.
@@ -120,7 +137,7 @@ pub struct OutputConfig {
 }
 
 /// `[plugins.NAME]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// `path = "plugins/validator.wasm"`: the component file.
@@ -136,7 +153,7 @@ pub struct PluginConfig {
 }
 
 /// `[plugins.NAME.limits]`.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// `memory = "64MiB"`: the most linear memory one instance may grow to.
@@ -171,7 +188,7 @@ fn default_max_emits() -> u32 {
 }
 
 /// `[routes.NAME]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// `topic = "shop.orders"`: where events come from.
@@ -196,7 +213,7 @@ fn default_concurrency() -> Spanned<u32> {
 }
 
 /// `[routes.NAME.retry]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// `max_attempts = 5`: deliveries in all, the first included (1 means no retry).

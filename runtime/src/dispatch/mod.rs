@@ -20,7 +20,7 @@ pub mod worker;
 
 use crate::broker::{Body, Delivery, Poll, Sink, Source};
 use crate::event::key_hash;
-use crate::handler::Plugin;
+use crate::handler::PluginSlot;
 use crate::metrics::RouteMetrics;
 use crate::shutdown::Shutdown;
 use anyhow::Context as _;
@@ -46,8 +46,8 @@ pub struct RouteSpec {
     pub topic: String,
     /// Event types it takes; `None` takes all.
     pub types: Option<HashSet<String>>,
-    /// The plugin handling its events.
-    pub plugin: Arc<dyn Plugin>,
+    /// The plugin handling its events, in a slot so new versions can take over.
+    pub plugin: Arc<PluginSlot>,
     /// Workers (events in flight at once).
     pub concurrency: usize,
     /// What a *retry* error leads to.
@@ -68,24 +68,42 @@ impl RouteSpec {
     }
 }
 
-/// A running route: its poller thread.
+/// A running route: its poller thread and its own stop flag.
 pub struct RunningRoute {
     name: String,
-    poller: std::thread::JoinHandle<()>,
+    stop: Shutdown,
+    poller: std::thread::JoinHandle<Box<dyn Source>>,
 }
 
 impl RunningRoute {
-    /// Waits for the route to stop (source exhausted, or shutdown and drained).
-    pub fn join(self) {
-        if self.poller.join().is_err() {
-            tracing::error!(route = %self.name, "the route's poller panicked");
+    /// Asks the route to stop: each worker finishes the event in hand, then the route
+    /// commits what is finished.
+    pub fn stop(&self) {
+        self.stop.trigger();
+    }
+
+    /// Whether the route has stopped (its source is exhausted, or it was stopped).
+    pub fn is_finished(&self) -> bool {
+        self.poller.is_finished()
+    }
+
+    /// Waits for the route to stop (source exhausted, or stopped and drained) and returns
+    /// its source, positioned after what was read (see [`Source::rewind`]).
+    pub fn join(self) -> Option<Box<dyn Source>> {
+        match self.poller.join() {
+            Ok(source) => Some(source),
+            Err(_) => {
+                tracing::error!(route = %self.name, "the route's poller panicked");
+                None
+            }
         }
     }
 }
 
 /// Starts one route: instantiates one handler per worker (failing here if the plugin cannot
-/// be instantiated), then runs until the source is exhausted or `shutdown` is set, lets the
-/// workers finish the event each has in hand, and commits what is finished.
+/// be instantiated), then runs until the source is exhausted or `stop` is set, lets the
+/// workers finish the event each has in hand, and commits what is finished. `stop` belongs
+/// to this route (see [`RunningRoute::stop`]).
 ///
 /// Once running, failures of events, plugins or the broker are counted, logged and
 /// dead-lettered, never fatal.
@@ -93,18 +111,19 @@ pub fn start_route(
     spec: RouteSpec,
     source: Box<dyn Source>,
     sink: Arc<dyn Sink>,
-    shutdown: Shutdown,
+    stop: Shutdown,
     metrics: Arc<RouteMetrics>,
 ) -> anyhow::Result<RunningRoute> {
     let spec = Arc::new(spec);
     let tracker = Arc::new(OffsetTracker::default());
+    let (generation, plugin) = spec.plugin.current();
     let mut handlers = Vec::with_capacity(spec.concurrency);
     for _ in 0..spec.concurrency {
-        handlers.push(spec.plugin.instantiate().with_context(|| {
+        handlers.push(plugin.instantiate().with_context(|| {
             format!(
                 "route `{}`: instantiating plugin `{}`",
                 spec.name,
-                spec.plugin.name()
+                plugin.name()
             )
         })?);
     }
@@ -114,11 +133,13 @@ pub fn start_route(
         let (queue, inbox) = bounded::<Vec<Delivery>>(QUEUE_DEPTH);
         let worker = worker::Worker {
             spec: spec.clone(),
+            plugin: plugin.clone(),
+            generation,
             handler,
             sink: sink.clone(),
             tracker: tracker.clone(),
             metrics: metrics.clone(),
-            shutdown: shutdown.clone(),
+            shutdown: stop.clone(),
         };
         workers.push(
             std::thread::Builder::new()
@@ -128,6 +149,7 @@ pub fn start_route(
         queues.push(queue);
     }
     let name = spec.name.clone();
+    let shutdown = stop.clone();
     let poller = std::thread::Builder::new()
         .name(format!("{name}-poll"))
         .spawn(move || {
@@ -138,9 +160,9 @@ pub fn start_route(
                 shutdown,
                 next_keyless: 0,
             };
-            poller.run(source, queues, workers);
+            poller.run(source, queues, workers)
         })?;
-    Ok(RunningRoute { name, poller })
+    Ok(RunningRoute { name, stop, poller })
 }
 
 struct Poller {
@@ -157,9 +179,9 @@ impl Poller {
         mut source: Box<dyn Source>,
         queues: Vec<Sender<Vec<Delivery>>>,
         workers: Vec<std::thread::JoinHandle<()>>,
-    ) {
+    ) -> Box<dyn Source> {
         let spec = self.spec.clone();
-        tracing::info!(route = %spec.name, topic = %spec.topic, plugin = %spec.plugin.version(), workers = spec.concurrency, "route started");
+        tracing::info!(route = %spec.name, topic = %spec.topic, plugin = %spec.plugin.current().1.version(), workers = spec.concurrency, "route started");
         let mut last_commit = Instant::now();
         while !self.shutdown.is_triggered() {
             let idle = match source.poll(POLL_BATCH, POLL_TIMEOUT) {
@@ -192,6 +214,7 @@ impl Poller {
             tracing::info!(route = %spec.name, unfinished, "stopped with events left uncommitted; they will be delivered again");
         }
         tracing::info!(route = %spec.name, "route stopped");
+        source
     }
 
     /// Filters a batch and queues each delivery with the worker that owns its key.

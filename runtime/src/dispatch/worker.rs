@@ -6,7 +6,7 @@ use super::deadletter::Failure;
 use super::tracker::OffsetTracker;
 use crate::broker::{Body, Delivery, Sink};
 use crate::event::{EmitContext, Event};
-use crate::handler::{Handler, Outcome};
+use crate::handler::{Handler, Outcome, Plugin};
 use crate::metrics::{FailureKind, RouteMetrics};
 use crate::shutdown::Shutdown;
 use crossbeam_channel::Receiver;
@@ -14,6 +14,9 @@ use std::sync::Arc;
 
 pub(super) struct Worker {
     pub spec: Arc<RouteSpec>,
+    /// The plugin version `handler` belongs to, and the slot generation it came from.
+    pub plugin: Arc<dyn Plugin>,
+    pub generation: u64,
     pub handler: Box<dyn Handler>,
     pub sink: Arc<dyn Sink>,
     pub tracker: Arc<OffsetTracker>,
@@ -30,7 +33,29 @@ impl Worker {
                 if self.shutdown.is_triggered() {
                     return;
                 }
+                self.follow_slot();
                 self.process(delivery);
+            }
+        }
+    }
+
+    /// Moves to the slot's current version if it changed since the last event. The new
+    /// version was compiled and initialised once already by whoever replaced it; if this
+    /// worker still cannot instantiate it, the old version keeps serving here.
+    fn follow_slot(&mut self) {
+        if self.spec.plugin.generation() == self.generation {
+            return;
+        }
+        let (generation, plugin) = self.spec.plugin.current();
+        self.generation = generation;
+        match plugin.instantiate() {
+            Ok(handler) => {
+                tracing::debug!(route = %self.spec.name, old = %self.plugin.version(), new = %plugin.version(), "worker switched plugin version");
+                self.handler = handler;
+                self.plugin = plugin;
+            }
+            Err(error) => {
+                tracing::error!(route = %self.spec.name, old = %self.plugin.version(), new = %plugin.version(), "cannot instantiate the new version; the old one keeps serving: {error:#}");
             }
         }
     }
@@ -96,7 +121,7 @@ impl Worker {
         let context = EmitContext {
             cause: event,
             route: &self.spec.name,
-            handled_by: self.spec.plugin.version(),
+            handled_by: self.plugin.version(),
         };
         let events: Vec<Event> = staged
             .into_iter()
@@ -149,7 +174,7 @@ impl Worker {
             kind,
             reason,
             route: &self.spec.name,
-            plugin_version: self.spec.plugin.version(),
+            plugin_version: self.plugin.version(),
             attempts,
             topic: &self.spec.topic,
             partition: delivery.partition,

@@ -163,7 +163,7 @@ fn classify(
         );
     }
     let trap = match error.downcast_ref::<Trap>() {
-        Some(trap) => format!("wasm trap: {trap}"),
+        Some(trap) => trap.to_string(),
         None => format!("{}", error.root_cause()),
     };
     let reason = if printed.is_empty() {

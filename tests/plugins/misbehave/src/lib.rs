@@ -8,6 +8,7 @@
 //!   echoes;
 //! - `test.sandbox`: tries to read a file, an environment variable and the WASI clock, and
 //!   emits what it saw;
+//! - with config `trap_in_init = "yes"`, `init` panics;
 //! - anything else: echoes the event to the `out` config topic after checking, in the state
 //!   store, that per-key sequence numbers (`seq` in the payload) never go backwards.
 
@@ -53,6 +54,9 @@ impl Misbehave {
 
 impl Plugin for Misbehave {
     fn init(config: &Config) -> Result<Self, String> {
+        if config.get("trap_in_init") == Some("yes") {
+            panic!("asked to trap in init");
+        }
         Ok(Misbehave {
             out: config.get("out").unwrap_or("echo").to_owned(),
             spin: config.parse_or("spin", 0)?,
