@@ -86,7 +86,13 @@ fn event(seq: u64) -> Event {
 
 /// Appends events to `in` at a steady pace until stopped; returns how many.
 fn produce(runtime: &Arc<Mutex<Runtime>>, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
-    let broker = runtime.lock().unwrap().broker().clone();
+    let broker = runtime
+        .lock()
+        .unwrap()
+        .broker()
+        .embedded()
+        .expect("embedded broker")
+        .clone();
     std::thread::spawn(move || {
         let mut seq = 0;
         while !stop.load(Ordering::Relaxed) {
@@ -101,7 +107,13 @@ fn produce(runtime: &Arc<Mutex<Runtime>>, stop: Arc<AtomicBool>) -> JoinHandle<u
 }
 
 fn events_of(runtime: &Arc<Mutex<Runtime>>, topic: &str) -> Vec<Event> {
-    let broker = runtime.lock().unwrap().broker().clone();
+    let broker = runtime
+        .lock()
+        .unwrap()
+        .broker()
+        .embedded()
+        .expect("embedded broker")
+        .clone();
     broker
         .read_all(topic)
         .into_iter()
@@ -160,7 +172,7 @@ fn finish(
 fn start(live: &Live) -> (Arc<Mutex<Runtime>>, plexus::broker::embedded::InputGuard) {
     let runtime = Runtime::start(live.config(), Shutdown::new()).unwrap();
     // Keep the run open while the test produces.
-    let guard = runtime.broker().open_input();
+    let guard = runtime.broker().open_input().expect("embedded broker");
     (Arc::new(Mutex::new(runtime)), guard)
 }
 
@@ -453,7 +465,13 @@ dead_letter = "audit-dlq"
     let changes = runtime.lock().unwrap().apply(live.config()).unwrap();
     assert_eq!(changes.removed, ["echo"]);
     let echoed_at_removal = events_of(&runtime, "echo").len();
-    let broker = runtime.lock().unwrap().broker().clone();
+    let broker = runtime
+        .lock()
+        .unwrap()
+        .broker()
+        .embedded()
+        .expect("embedded broker")
+        .clone();
     for seq in produced..produced + 100 {
         broker.append(event(seq));
     }

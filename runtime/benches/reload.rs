@@ -68,7 +68,11 @@ fn main() {
     .unwrap();
     let config = Config::load(&config_path).unwrap();
     let runtime = Runtime::start(config, Shutdown::new()).unwrap();
-    let broker = runtime.broker().clone();
+    let broker = runtime
+        .broker()
+        .embedded()
+        .expect("embedded broker")
+        .clone();
     let open = broker.open_input();
     let runtime = Arc::new(Mutex::new(runtime));
 

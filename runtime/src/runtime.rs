@@ -8,9 +8,8 @@
 //! changed are stopped, drained and committed, and restarted where they left off.
 //! [`run`] is `plexus run`: start, watch for changes (see [`crate::watch`]), wait, stop.
 
-use crate::broker::embedded::EmbeddedBroker;
-use crate::broker::files::{feed_file, write_output};
-use crate::broker::{Sink, Source};
+use crate::broker::files::write_output;
+use crate::broker::{Broker, Sink, Source};
 use crate::config::error::{ConfigError, ConfigErrors};
 use crate::config::{Config, PluginConfig, RouteConfig};
 use crate::dispatch::retry::RetryPolicy;
@@ -174,7 +173,7 @@ pub struct Runtime {
     config: Config,
     engine: PlexusEngine,
     state: Arc<dyn StateStore>,
-    broker: EmbeddedBroker,
+    broker: Broker,
     sink: Arc<dyn Sink>,
     shutdown: Shutdown,
     plugins: BTreeMap<String, LivePlugin>,
@@ -183,6 +182,8 @@ pub struct Runtime {
     outputs_stop: Shutdown,
     feeder: Option<JoinHandle<BTreeMap<String, (u64, u64)>>>,
     report: RunReport,
+    /// Events received by all routes so far, and when that number last moved.
+    progress: std::cell::Cell<(u64, Instant)>,
 }
 
 impl Runtime {
@@ -207,7 +208,7 @@ impl Runtime {
                 (name.get_ref().clone(), live)
             })
             .collect();
-        let broker = EmbeddedBroker::new(*config.spec.broker.partitions.get_ref());
+        let broker = Broker::open(&config.spec.broker).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut runtime = Runtime {
             sink: broker.sink(),
             broker,
@@ -220,6 +221,7 @@ impl Runtime {
             outputs_stop: Shutdown::new(),
             feeder: None,
             report: RunReport::default(),
+            progress: std::cell::Cell::new((0, Instant::now())),
             config,
         };
         if let Err(error) = runtime.start_pipelines() {
@@ -229,14 +231,19 @@ impl Runtime {
         Ok(runtime)
     }
 
-    /// The embedded broker (tests append to it and read from it).
-    pub fn broker(&self) -> &EmbeddedBroker {
+    /// The broker (tests append to the embedded one and read from it).
+    pub fn broker(&self) -> &Broker {
         &self.broker
     }
 
     /// The config in service.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The counters of route `name` now.
+    pub fn route_metrics(&self, name: &str) -> Option<RouteSnapshot> {
+        self.routes.get(name).map(|r| r.metrics.snapshot())
     }
 
     /// The version of plugin `name` in service.
@@ -249,10 +256,13 @@ impl Runtime {
     fn start_pipelines(&mut self) -> anyhow::Result<()> {
         // Held until every input is fed: until then, no reader may conclude the run is over.
         let input_guard = self.broker.open_input();
+        self.create_topics(&self.config.clone())?;
         // Subscribe everything before the first input line, so every reader sees every event.
         for output in &self.config.spec.outputs {
             let output = output.get_ref();
-            let source: Box<dyn Source> = Box::new(self.broker.subscribe(output.topic.as_str()));
+            let source = self
+                .broker
+                .subscribe(output.topic.as_str(), &format!("output.{}", output.topic))?;
             let writer = open_output(&output.file)?;
             let stop = self.outputs_stop.clone();
             let topic = output.topic.to_string();
@@ -262,7 +272,9 @@ impl Runtime {
             self.outputs.push((topic, thread));
         }
         for (name, settings) in self.config.spec.routes.clone() {
-            let source = Box::new(self.broker.subscribe(settings.topic.as_str()));
+            let source = self
+                .broker
+                .subscribe(settings.topic.as_str(), name.get_ref())?;
             self.start_route(name.get_ref(), settings, source, Arc::default())?;
         }
         let inputs: Vec<_> = self
@@ -278,17 +290,43 @@ impl Runtime {
             let _open = input_guard;
             let mut fed = BTreeMap::new();
             for input in inputs {
-                match feed_file(&broker, input.topic.as_str(), &input.file, &stop) {
+                match broker.feed(input.topic.as_str(), &input.file, &stop) {
                     Ok(r) => {
                         tracing::info!(file = %input.file.display(), topic = %input.topic, events = r.events, undecodable = r.undecodable, "input fed");
                         fed.insert(input.file.display().to_string(), (r.events, r.undecodable));
                     }
-                    Err(error) => tracing::error!(file = %input.file.display(), %error, "cannot read input"),
+                    Err(error) => tracing::error!(file = %input.file.display(), %error, "cannot feed input"),
                 }
             }
             fed
         })?);
         Ok(())
+    }
+
+    /// On Kafka with `create_topics`, creates the topics `config` reads or writes by name.
+    fn create_topics(&self, config: &Config) -> anyhow::Result<()> {
+        let broker = match &self.broker {
+            Broker::Kafka(kafka) if config.spec.broker.create_topics => kafka,
+            _ => return Ok(()),
+        };
+        let spec = &config.spec;
+        let mut topics: Vec<String> = spec
+            .routes
+            .iter()
+            .flat_map(|(name, r)| {
+                [
+                    r.topic.to_string(),
+                    r.dead_letter_topic(name.get_ref()).to_string(),
+                ]
+            })
+            .chain(spec.inputs.iter().map(|i| i.get_ref().topic.to_string()))
+            .chain(spec.outputs.iter().map(|o| o.get_ref().topic.to_string()))
+            .collect();
+        topics.sort();
+        topics.dedup();
+        broker
+            .ensure_topics(&topics, *spec.broker.partitions.get_ref())
+            .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     fn start_route(
@@ -349,8 +387,32 @@ impl Runtime {
         Some((source, live.metrics))
     }
 
-    /// Whether the run is over by itself: inputs exhausted and every route finished.
+    /// Whether the run is over by itself: on the embedded broker, inputs exhausted and every
+    /// route finished; on Kafka with `idle_exit`, inputs fed, nothing in flight and nothing
+    /// received for that long.
     pub fn is_done(&self) -> bool {
+        if let Some(idle) = self
+            .config
+            .spec
+            .broker
+            .idle_exit
+            .as_ref()
+            .map(|i| *i.get_ref())
+        {
+            let received: u64 = self
+                .routes
+                .values()
+                .map(|r| r.metrics.snapshot().received)
+                .sum();
+            let busy = self.routes.values().any(|r| r.running.in_flight() > 0);
+            let (seen, since) = self.progress.get();
+            if received != seen || busy {
+                self.progress.set((received, Instant::now()));
+                return false;
+            }
+            let fed = self.feeder.as_ref().is_none_or(JoinHandle::is_finished);
+            return fed && since.elapsed() >= idle.0;
+        }
         self.broker.is_exhausted() && self.routes.values().all(|r| r.running.is_finished())
     }
 
@@ -359,9 +421,9 @@ impl Runtime {
     /// returned. Broker settings, inputs and outputs are not changed by a reload.
     pub fn apply(&mut self, new: Config) -> Result<Changes, ConfigErrors> {
         let started = Instant::now();
-        if new.spec.broker.partitions.get_ref() != self.config.spec.broker.partitions.get_ref() {
+        if new.spec.broker != self.config.spec.broker {
             self.report.reloads_refused += 1;
-            let span = new.spec.broker.partitions.span();
+            let span = new.spec.broker.kind.span();
             return Err(ConfigErrors(vec![new.error_at(
                 span,
                 "broker settings cannot change while running; restart to apply them",
@@ -446,7 +508,15 @@ impl Runtime {
                         source
                     } else {
                         drop(source);
-                        Box::new(self.broker.subscribe(settings.topic.as_str())) as Box<dyn Source>
+                        match self.create_topics(&new).and_then(|()| {
+                            Ok(self.broker.subscribe(settings.topic.as_str(), &name)?)
+                        }) {
+                            Ok(source) => source,
+                            Err(error) => {
+                                tracing::error!(route = %name, "cannot subscribe: {error:#}");
+                                continue;
+                            }
+                        }
                     };
                     if let Err(error) = self.start_route(&name, settings, source, metrics) {
                         tracing::error!(route = %name, "cannot restart the route: {error:#}");
@@ -463,7 +533,16 @@ impl Runtime {
             if self.routes.contains_key(name) || changes.restarted.contains(name) {
                 continue;
             }
-            let source = Box::new(self.broker.subscribe(settings.topic.as_str()));
+            let source = match self
+                .create_topics(&new)
+                .and_then(|()| Ok(self.broker.subscribe(settings.topic.as_str(), name)?))
+            {
+                Ok(source) => source,
+                Err(error) => {
+                    tracing::error!(route = %name, "cannot subscribe: {error:#}");
+                    continue;
+                }
+            };
             match self.start_route(name, settings.clone(), source, Arc::default()) {
                 Ok(()) => {
                     tracing::info!(route = %name, topic = %settings.topic, "route added");

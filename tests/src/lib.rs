@@ -5,6 +5,9 @@
 //! - [`plugin`], [`repo`], [`plexus_bin`]: paths.
 //! - [`Scenario`]: a config plus input files in a temporary directory, run in-process.
 //! - [`Topic`]: the events an output file received, with lookup helpers.
+//! - [`kafka`]: the real Kafka broker: topics, producing, reading back, running `plexus`.
+
+pub mod kafka;
 
 use plexus::config::Config;
 use plexus::event::Event;

@@ -2,7 +2,8 @@
 //! outputs write a topic out to a file or standard output.
 
 use super::embedded::EmbeddedBroker;
-use super::{Body, Poll, Source, Undecodable};
+use super::kafka::KafkaBroker;
+use super::{Body, Poll, Sink, Source, Undecodable};
 use crate::cloudevents;
 use crate::shutdown::Shutdown;
 use std::collections::BTreeMap;
@@ -22,14 +23,13 @@ pub struct FeedReport {
     pub undecodable: u64,
 }
 
-/// Appends every non-blank line of `path` to `topic`, until done or `stop` is set. A line
-/// that is not a valid CloudEvent is appended as an undecodable record whose reason names
-/// the file and line.
-pub fn feed_file(
-    broker: &EmbeddedBroker,
-    topic: &str,
+/// Reads every non-blank line of `path` until done or `stop` is set, handing each to
+/// `event` or, if it is not a valid CloudEvent, to `bad` with the line and the reason.
+fn read_lines(
     path: &Path,
     stop: &Shutdown,
+    mut event: impl FnMut(crate::event::Event),
+    mut bad: impl FnMut(Vec<u8>, String),
 ) -> std::io::Result<FeedReport> {
     let reader = BufReader::new(std::fs::File::open(path)?);
     let mut report = FeedReport::default();
@@ -45,21 +45,78 @@ pub fn feed_file(
             continue;
         }
         match cloudevents::decode(&line) {
-            Ok(mut event) => {
-                event.topic = topic.to_owned();
-                broker.append(event);
+            Ok(decoded) => {
+                event(decoded);
                 report.events += 1;
             }
             Err(error) => {
-                broker.append_undecodable(Undecodable {
-                    topic: topic.to_owned(),
-                    key: None,
-                    headers: Vec::new(),
-                    raw: line,
-                    reason: format!("{}:{}: {error}", path.display(), index + 1),
-                });
+                bad(line, format!("{}:{}: {error}", path.display(), index + 1));
                 report.undecodable += 1;
             }
+        }
+    }
+    Ok(report)
+}
+
+/// Appends every non-blank line of `path` to `topic`, until done or `stop` is set. A line
+/// that is not a valid CloudEvent is appended as an undecodable record whose reason names
+/// the file and line.
+pub fn feed_file(
+    broker: &EmbeddedBroker,
+    topic: &str,
+    path: &Path,
+    stop: &Shutdown,
+) -> std::io::Result<FeedReport> {
+    read_lines(
+        path,
+        stop,
+        |mut event| {
+            event.topic = topic.to_owned();
+            broker.append(event);
+        },
+        |raw, reason| {
+            broker.append_undecodable(Undecodable {
+                topic: topic.to_owned(),
+                key: None,
+                headers: Vec::new(),
+                raw,
+                reason,
+            });
+        },
+    )
+}
+
+/// Publishes every line of `path` to Kafka topic `topic` and waits for the acknowledgements.
+/// A line that is not a CloudEvent is published as it is (its readers dead-letter it).
+pub fn feed_kafka(
+    broker: &KafkaBroker,
+    topic: &str,
+    path: &Path,
+    stop: &Shutdown,
+) -> std::io::Result<FeedReport> {
+    let (acks, acked) = std::sync::mpsc::channel();
+    let mut sent = 0;
+    let report = read_lines(
+        path,
+        stop,
+        |mut event| {
+            event.topic = topic.to_owned();
+            let acks = acks.clone();
+            broker.publish(vec![event], Box::new(move |result| drop(acks.send(result))));
+            sent += 1;
+        },
+        |raw, reason| {
+            tracing::warn!(%reason, "publishing a line that is not a CloudEvent as it is");
+            if let Err(error) = broker.publish_raw(topic, &raw) {
+                tracing::error!(%error, "cannot publish the line");
+            }
+        },
+    )?;
+    for _ in 0..sent {
+        if let Ok(Err(error)) = acked.recv() {
+            return Err(std::io::Error::other(format!(
+                "publishing to `{topic}`: {error}"
+            )));
         }
     }
     Ok(report)

@@ -6,14 +6,96 @@
 //!
 //! # Layout
 //! - [`embedded`]: the in-process broker (the default).
+//! - [`kafka`]: Apache Kafka through librdkafka.
 //! - [`files`]: CloudEvents JSON-lines inputs (files → topics) and outputs (topics → files).
 
 pub mod embedded;
 pub mod files;
+pub mod kafka;
 
+use crate::config::{BrokerConfig, BrokerKind};
 use crate::event::{Event, Header};
+use crate::shutdown::Shutdown;
+use embedded::{EmbeddedBroker, InputGuard};
+use files::FeedReport;
+use kafka::{KafkaBroker, KafkaSettings};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The broker a runtime uses, chosen by `[broker] kind`.
+#[derive(Clone)]
+pub enum Broker {
+    /// In-process topics.
+    Embedded(EmbeddedBroker),
+    /// A Kafka cluster.
+    Kafka(Arc<KafkaBroker>),
+}
+
+impl Broker {
+    /// Connects to (or creates) the broker `config` describes.
+    pub fn open(config: &BrokerConfig) -> Result<Broker, BrokerError> {
+        Ok(match config.kind.get_ref() {
+            BrokerKind::Embedded => {
+                Broker::Embedded(EmbeddedBroker::new(*config.partitions.get_ref()))
+            }
+            BrokerKind::Kafka => Broker::Kafka(Arc::new(KafkaBroker::connect(KafkaSettings {
+                bootstrap_servers: config
+                    .bootstrap_servers
+                    .as_ref()
+                    .map(|b| b.get_ref().clone())
+                    .unwrap_or_default(),
+                group: config
+                    .group
+                    .as_ref()
+                    .map_or_else(|| "plexus".to_owned(), |g| g.get_ref().clone()),
+                properties: config.properties.clone(),
+            })?)),
+        })
+    }
+
+    /// A new subscription to `topic` for `subscriber` (a route, or an output).
+    pub fn subscribe(&self, topic: &str, subscriber: &str) -> Result<Box<dyn Source>, BrokerError> {
+        Ok(match self {
+            Broker::Embedded(broker) => Box::new(broker.subscribe(topic)),
+            Broker::Kafka(broker) => Box::new(broker.subscribe(topic, subscriber)?),
+        })
+    }
+
+    /// Where events are published.
+    pub fn sink(&self) -> Arc<dyn Sink> {
+        match self {
+            Broker::Embedded(broker) => broker.sink(),
+            Broker::Kafka(broker) => broker.clone(),
+        }
+    }
+
+    /// The embedded broker, if that is the one.
+    pub fn embedded(&self) -> Option<&EmbeddedBroker> {
+        match self {
+            Broker::Embedded(broker) => Some(broker),
+            Broker::Kafka(_) => None,
+        }
+    }
+
+    /// Whether nothing can arrive any more (only a finite embedded run ever is).
+    pub fn is_exhausted(&self) -> bool {
+        self.embedded().is_some_and(EmbeddedBroker::is_exhausted)
+    }
+
+    /// Holds the run open while inputs are fed (embedded broker).
+    pub fn open_input(&self) -> Option<InputGuard> {
+        self.embedded().map(EmbeddedBroker::open_input)
+    }
+
+    /// Feeds a CloudEvents JSON-lines file into `topic`.
+    pub fn feed(&self, topic: &str, path: &Path, stop: &Shutdown) -> std::io::Result<FeedReport> {
+        match self {
+            Broker::Embedded(broker) => files::feed_file(broker, topic, path, stop),
+            Broker::Kafka(broker) => files::feed_kafka(broker, topic, path, stop),
+        }
+    }
+}
 
 /// One record read by a subscriber.
 #[derive(Debug, Clone)]
@@ -78,7 +160,18 @@ pub trait Source: Send {
     /// Moves every read position back to the committed one, so what was read and not
     /// finished is delivered again (used when a stopped route is restarted).
     fn rewind(&mut self);
+    /// Makes the last commit durable before the source is dropped.
+    fn close(&mut self) -> Result<(), BrokerError> {
+        Ok(())
+    }
+    /// Installs what to call when partitions are taken away (a consumer-group rebalance):
+    /// the hook finishes what it holds of them and returns their commit positions, which
+    /// the source commits before letting them go.
+    fn on_revoke(&mut self, _hook: RevokeHook) {}
 }
+
+/// Called with the partitions being revoked; returns `(partition, next offset)` to commit.
+pub type RevokeHook = Box<dyn FnMut(&[u32]) -> Vec<(u32, u64)> + Send>;
 
 /// Called once with the result of one [`Sink::publish`].
 pub type Completion = Box<dyn FnOnce(Result<(), BrokerError>) + Send>;
@@ -88,4 +181,6 @@ pub trait Sink: Send + Sync {
     /// Publishes `events` (each to its `topic`), then calls `done` once all of them are
     /// durable, or with the first error.
     fn publish(&self, events: Vec<Event>, done: Completion);
+    /// Waits up to `timeout` for everything published to be acknowledged.
+    fn flush(&self, _timeout: Duration) {}
 }

@@ -63,27 +63,59 @@ pub enum BrokerKind {
     /// The in-process broker: no setup, nothing persisted.
     #[default]
     Embedded,
+    /// Apache Kafka (or a compatible broker), through librdkafka.
+    Kafka,
 }
 
 /// `[broker]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerConfig {
-    /// `kind = "embedded"` (the default).
-    #[serde(default)]
-    pub kind: BrokerKind,
-    /// `partitions = 4`: partitions per topic of the embedded broker (1 to 1024).
+    /// `kind = "embedded"` (the default) or `"kafka"`.
+    #[serde(default = "default_kind")]
+    pub kind: Spanned<BrokerKind>,
+    /// `partitions = 4`: partitions per topic of the embedded broker, and of the topics
+    /// Plexus creates on Kafka (1 to 1024).
     #[serde(default = "default_partitions")]
     pub partitions: Spanned<u32>,
+    /// `bootstrap_servers = "127.0.0.1:9092"`: Kafka only, required there.
+    pub bootstrap_servers: Option<Spanned<String>>,
+    /// `group = "plexus"`: Kafka only; route `R` consumes in group `GROUP.R`.
+    pub group: Option<Spanned<String>>,
+    /// `create_topics = true`: Kafka only; create missing route, dead-letter and input
+    /// topics at start with `partitions` partitions.
+    #[serde(default = "default_true")]
+    pub create_topics: bool,
+    /// `[broker.properties]`: Kafka only; librdkafka properties passed through to every
+    /// consumer and the producer (`"security.protocol" = "ssl"`, ...).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// `idle_exit = "5s"`: Kafka only; end the run once inputs are fed and no route or
+    /// output has received anything for this long (batch-style runs, tests). Default: run
+    /// until SIGINT/SIGTERM.
+    pub idle_exit: Option<Spanned<Duration>>,
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
-            kind: BrokerKind::Embedded,
+            kind: default_kind(),
             partitions: default_partitions(),
+            bootstrap_servers: None,
+            group: None,
+            create_topics: true,
+            properties: BTreeMap::new(),
+            idle_exit: None,
         }
     }
+}
+
+fn default_kind() -> Spanned<BrokerKind> {
+    Spanned::new(0..0, BrokerKind::Embedded)
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_partitions() -> Spanned<u32> {

@@ -12,6 +12,7 @@ const MIN_MEMORY: u64 = 1 << 20;
 
 pub(super) fn validate(spec: &ConfigFile, at: &Locator<'_>) -> Vec<ConfigError> {
     let mut errors = Vec::new();
+    check_broker(&spec.broker, at, &mut errors);
     let partitions = &spec.broker.partitions;
     if !(1..=MAX_PARTITIONS).contains(partitions.get_ref()) {
         errors.push(at.error(
@@ -124,6 +125,47 @@ pub(super) fn validate(spec: &ConfigFile, at: &Locator<'_>) -> Vec<ConfigError> 
     }
     errors.sort_by_key(|e| (e.line, e.column));
     errors
+}
+
+fn check_broker(broker: &super::BrokerConfig, at: &Locator<'_>, errors: &mut Vec<ConfigError>) {
+    match broker.kind.get_ref() {
+        super::BrokerKind::Kafka => {
+            if broker
+                .bootstrap_servers
+                .as_ref()
+                .is_none_or(|b| b.get_ref().is_empty())
+            {
+                errors.push(at.error(
+                    Some(broker.kind.span()),
+                    "broker kind `kafka` needs `bootstrap_servers`, e.g. \"127.0.0.1:9092\"",
+                ));
+            }
+        }
+        super::BrokerKind::Embedded => {
+            let kafka_only = [
+                (
+                    "bootstrap_servers",
+                    broker.bootstrap_servers.as_ref().map(|v| v.span()),
+                ),
+                ("group", broker.group.as_ref().map(|v| v.span())),
+                (
+                    "properties",
+                    (!broker.properties.is_empty()).then(|| broker.kind.span()),
+                ),
+                ("idle_exit", broker.idle_exit.as_ref().map(|v| v.span())),
+            ];
+            for (key, span) in kafka_only {
+                if let Some(span) = span {
+                    errors.push(at.error(
+                        Some(span),
+                        format!(
+                            "`{key}` is a Kafka setting; the embedded broker has no use for it"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
 }
 
 fn span_or(

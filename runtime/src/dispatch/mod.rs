@@ -37,6 +37,10 @@ const POLL_BATCH: usize = 512;
 const QUEUE_DEPTH: usize = 4;
 /// How long a poll waits when nothing arrives.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// How long revoked partitions may take to finish what was delivered of them.
+const REVOKE_DRAIN: Duration = Duration::from_secs(10);
+/// How long a stopping route waits for its published events to be acknowledged.
+const STOP_FLUSH: Duration = Duration::from_secs(10);
 
 /// Everything a route pipeline needs to know about its route.
 pub struct RouteSpec {
@@ -68,10 +72,11 @@ impl RouteSpec {
     }
 }
 
-/// A running route: its poller thread and its own stop flag.
+/// A running route: its poller thread, its own stop flag, and its offset tracker.
 pub struct RunningRoute {
     name: String,
     stop: Shutdown,
+    tracker: Arc<OffsetTracker>,
     poller: std::thread::JoinHandle<Box<dyn Source>>,
 }
 
@@ -80,6 +85,11 @@ impl RunningRoute {
     /// commits what is finished.
     pub fn stop(&self) {
         self.stop.trigger();
+    }
+
+    /// Events delivered to the route and not finished yet.
+    pub fn in_flight(&self) -> usize {
+        self.tracker.in_flight()
     }
 
     /// Whether the route has stopped (its source is exhausted, or it was stopped).
@@ -109,13 +119,17 @@ impl RunningRoute {
 /// dead-lettered, never fatal.
 pub fn start_route(
     spec: RouteSpec,
-    source: Box<dyn Source>,
+    mut source: Box<dyn Source>,
     sink: Arc<dyn Sink>,
     stop: Shutdown,
     metrics: Arc<RouteMetrics>,
 ) -> anyhow::Result<RunningRoute> {
     let spec = Arc::new(spec);
     let tracker = Arc::new(OffsetTracker::default());
+    let releasing = tracker.clone();
+    source.on_revoke(Box::new(move |partitions| {
+        releasing.release(partitions, REVOKE_DRAIN)
+    }));
     let (generation, plugin) = spec.plugin.current();
     let mut handlers = Vec::with_capacity(spec.concurrency);
     for _ in 0..spec.concurrency {
@@ -150,6 +164,7 @@ pub fn start_route(
     }
     let name = spec.name.clone();
     let shutdown = stop.clone();
+    let route_tracker = tracker.clone();
     let poller = std::thread::Builder::new()
         .name(format!("{name}-poll"))
         .spawn(move || {
@@ -160,9 +175,14 @@ pub fn start_route(
                 shutdown,
                 next_keyless: 0,
             };
-            poller.run(source, queues, workers)
+            poller.run(source, queues, workers, sink)
         })?;
-    Ok(RunningRoute { name, stop, poller })
+    Ok(RunningRoute {
+        name,
+        stop,
+        tracker: route_tracker,
+        poller,
+    })
 }
 
 struct Poller {
@@ -179,6 +199,7 @@ impl Poller {
         mut source: Box<dyn Source>,
         queues: Vec<Sender<Vec<Delivery>>>,
         workers: Vec<std::thread::JoinHandle<()>>,
+        sink: Arc<dyn Sink>,
     ) -> Box<dyn Source> {
         let spec = self.spec.clone();
         tracing::info!(route = %spec.name, topic = %spec.topic, plugin = %spec.plugin.current().1.version(), workers = spec.concurrency, "route started");
@@ -208,7 +229,12 @@ impl Poller {
                 tracing::error!(route = %spec.name, "a worker panicked");
             }
         }
+        // What the workers published must be acknowledged before its events count as done.
+        sink.flush(STOP_FLUSH);
         commit(&spec.name, source.as_mut(), &self.tracker);
+        if let Err(error) = source.close() {
+            tracing::warn!(route = %spec.name, %error, "final commit failed; the last events will be delivered again");
+        }
         let unfinished = self.tracker.in_flight();
         if unfinished > 0 {
             tracing::info!(route = %spec.name, unfinished, "stopped with events left uncommitted; they will be delivered again");

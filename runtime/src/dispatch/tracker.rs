@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 #[derive(Default)]
 struct PartitionTrack {
@@ -76,6 +77,36 @@ impl OffsetTracker {
         }
     }
 
+    /// For partitions being taken away: waits up to `timeout` for their delivered events to
+    /// finish, then forgets them and returns their commit positions. Events that finish
+    /// later are ignored (the partitions' new owner reads them again).
+    pub fn release(&self, partitions: &[u32], timeout: Duration) -> Vec<(u32, u64)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let busy = {
+                let tracks = self.partitions.lock().expect("tracker lock");
+                partitions
+                    .iter()
+                    .filter_map(|p| tracks.get(p))
+                    .any(|t| t.in_flight.iter().any(|(_, done)| !done))
+            };
+            if !busy || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut tracks = self.partitions.lock().expect("tracker lock");
+        partitions
+            .iter()
+            .filter_map(|p| {
+                tracks
+                    .remove(p)
+                    .and_then(|t| t.next_commit)
+                    .map(|next| (*p, next))
+            })
+            .collect()
+    }
+
     /// Events delivered and not finished, over all partitions.
     pub fn in_flight(&self) -> usize {
         let partitions = self.partitions.lock().expect("tracker lock");
@@ -106,6 +137,25 @@ mod tests {
         tracker.finish(0, 13);
         assert_eq!(tracker.take_commits(), vec![(0, 15)]);
         assert_eq!(tracker.in_flight(), 0);
+    }
+
+    #[test]
+    fn release_returns_positions_and_forgets_the_partitions() {
+        let tracker = OffsetTracker::default();
+        tracker.begin(3, 5);
+        tracker.begin(3, 6);
+        tracker.finish(3, 5);
+        let positions = tracker.release(&[3], Duration::from_millis(20));
+        assert_eq!(
+            positions,
+            vec![(3, 6)],
+            "6 never finished: only 5 is committed"
+        );
+        tracker.finish(3, 6);
+        assert!(
+            tracker.take_commits().is_empty(),
+            "a released partition is forgotten"
+        );
     }
 
     #[test]

@@ -159,7 +159,7 @@ impl Worker {
     ) {
         let failure = self.failure(delivery, kind, reason, attempts);
         let letter = failure.letter_for(event, &self.spec.dead_letter);
-        tracing::warn!(route = %self.spec.name, id = %event.id, kind = kind.as_str(), %reason, "dead-lettering event");
+        tracing::warn!(route = %self.spec.name, id = %event.id, version = %self.plugin.version(), kind = kind.as_str(), %reason, "dead-lettering event");
         self.dead_letter(delivery, kind, reason, letter);
     }
 

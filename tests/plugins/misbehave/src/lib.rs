@@ -9,7 +9,8 @@
 //! - `test.sandbox`: tries to read a file, an environment variable and the WASI clock, and
 //!   emits what it saw;
 //! - with config `trap_in_init = "yes"`, `init` panics;
-//! - anything else: echoes the event to the `out` config topic after checking, in the state
+//! - anything else: echoes the event to the `out` config topic (headers `echo-of`,
+//!   `echo-attempt` and `echo-tag`, the `tag` config value) after checking, in the state
 //!   store, that per-key sequence numbers (`seq` in the payload) never go backwards.
 
 use plexus_sdk::{Config, Event, HandleError, Outgoing, Plugin, emit, state};
@@ -18,6 +19,7 @@ use serde_json::{Value, json};
 struct Misbehave {
     out: String,
     spin: u64,
+    tag: String,
 }
 
 impl Misbehave {
@@ -44,7 +46,8 @@ impl Misbehave {
         let mut out = Outgoing::new(&self.out, &format!("{}.echo", event.type_))
             .bytes("application/json", event.payload.clone())
             .header("echo-of", event.id.as_bytes())
-            .header("echo-attempt", event.attempt.to_string());
+            .header("echo-attempt", event.attempt.to_string())
+            .header("echo-tag", &self.tag);
         if let Some(key) = &event.key {
             out = out.key(key);
         }
@@ -60,6 +63,7 @@ impl Plugin for Misbehave {
         Ok(Misbehave {
             out: config.get("out").unwrap_or("echo").to_owned(),
             spin: config.parse_or("spin", 0)?,
+            tag: config.get("tag").unwrap_or("").to_owned(),
         })
     }
 

@@ -1,0 +1,392 @@
+//! Plexus against a real Apache Kafka broker (started by scripts/test), each test asserting
+//! on what a Kafka consumer reads back: fan-out, the shop chain, poison events, a crash
+//! mid-stream, and scale-out by consumer group.
+
+use plexus::event::Event;
+use plexus_tests::kafka::{
+    bootstrap, create_topic, event, kill_hard, produce, produce_events, read, spawn_plexus, unique,
+    wait_exit, wait_for_records,
+};
+use plexus_tests::{Scenario, plugin, repo};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// One Kafka test at a time: they share the broker and two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A Kafka config in `scenario`: the broker section, then `extra`.
+fn kafka_config(
+    scenario: &Scenario,
+    name: &str,
+    group: &str,
+    idle_exit: &str,
+    extra: &str,
+) -> PathBuf {
+    scenario.file(
+        name,
+        &format!(
+            "[runtime]\ncache_dir = \"{}\"\n[broker]\nkind = \"kafka\"\nbootstrap_servers = \"{}\"\ngroup = \"{group}\"\npartitions = 4\nidle_exit = \"{idle_exit}\"\n{extra}",
+            scenario.dir.path().join("cache").display(),
+            bootstrap()
+        ),
+    )
+}
+
+/// A route `name` on `topic` running misbehave, echoing to `out`.
+fn echo_route(
+    name: &str,
+    topic: &str,
+    out: &str,
+    dead_letter: &str,
+    plugin_config: &str,
+) -> String {
+    format!(
+        "[plugins.{name}]\npath = \"{}\"\nconfig = {{ out = \"{out}\"{plugin_config} }}\n[routes.{name}]\ntopic = \"{topic}\"\nplugin = \"{name}\"\nconcurrency = 2\ndead_letter = \"{dead_letter}\"\n",
+        plugin("misbehave")
+    )
+}
+
+/// Fails with the missing ids (the first few) if `seen` lacks any of `expected`.
+fn assert_all_processed(expected: &BTreeSet<String>, seen: &BTreeSet<String>, what: &str) {
+    let missing: Vec<&String> = expected.difference(seen).collect();
+    assert!(
+        missing.is_empty(),
+        "{what}: {} of {} missing, e.g. {:?}",
+        missing.len(),
+        expected.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
+
+fn echo_of(event: &Event) -> String {
+    String::from_utf8_lossy(event.header("echo-of").unwrap_or_default()).into_owned()
+}
+
+fn events(prefix: &str, count: usize) -> Vec<Event> {
+    (0..count)
+        .map(|i| {
+            event(
+                &format!("{prefix}-{i}"),
+                "test.ok",
+                Some(&format!("k{}", i % 13)),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn three_routes_on_one_topic_each_process_every_event() {
+    let _serial = serial();
+    let scenario = Scenario::new();
+    let input = unique("fan-in");
+    create_topic(&input, 4);
+    let sent = events("fan", 300);
+    produce_events(&input, &sent);
+    let outs: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|r| unique(&format!("fan-out-{r}")))
+        .collect();
+    let routes: String = ["a", "b", "c"]
+        .iter()
+        .zip(&outs)
+        .map(|(r, out)| echo_route(r, &input, out, &format!("{out}.dlq"), ""))
+        .collect();
+    let config = kafka_config(&scenario, "plexus.toml", &unique("fan"), "3s", &routes);
+    let mut plexus = spawn_plexus(&config);
+    assert_eq!(wait_exit(&mut plexus, Duration::from_secs(120)), 0);
+    let expected: BTreeSet<String> = sent.iter().map(|e| e.id.clone()).collect();
+    for out in &outs {
+        let echoed = read(out, 300, Duration::from_secs(30));
+        assert_eq!(echoed.len(), 300, "{out}");
+        assert_eq!(
+            echoed.iter().map(echo_of).collect::<BTreeSet<_>>(),
+            expected,
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn the_shop_chain_runs_end_to_end_through_kafka_topics() {
+    let _serial = serial();
+    let scenario = Scenario::new();
+    let prefix = unique("shop");
+    let example = repo("examples/shop");
+    let mut text = std::fs::read_to_string(example.join("kafka.toml")).unwrap();
+    for topic in [
+        "orders",
+        "order-outcomes",
+        "notifications",
+        "dashboard",
+        "dead-letters",
+    ] {
+        text = text.replace(
+            &format!("\"shop.{topic}\""),
+            &format!("\"{prefix}.{topic}\""),
+        );
+    }
+    let text = text
+        .replace("127.0.0.1:19092", bootstrap())
+        .replace("group = \"plexus-shop\"", &format!("group = \"{prefix}\""))
+        .replace("idle_exit = \"5s\"", "idle_exit = \"3s\"")
+        .replace(
+            "../../target/plugins/",
+            &format!(
+                "{}/",
+                std::path::Path::new(&plugin("noop"))
+                    .parent()
+                    .unwrap()
+                    .display()
+            ),
+        )
+        .replace(
+            "file = \"events/",
+            &format!("file = \"{}/events/", example.display()),
+        )
+        .replace("file = \"-\"", "file = \"notifications.jsonl\"")
+        .replace("file = \"out/", "file = \"");
+    let config = scenario.file("plexus.toml", &text);
+    let mut plexus = spawn_plexus(&config);
+    assert_eq!(wait_exit(&mut plexus, Duration::from_secs(120)), 0);
+
+    let notifications = read(
+        &format!("{prefix}.notifications"),
+        5,
+        Duration::from_secs(30),
+    );
+    let mut messages: Vec<String> = notifications
+        .iter()
+        .map(|n| {
+            serde_json::from_slice::<serde_json::Value>(&n.payload).unwrap()["message"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    messages.sort();
+    assert_eq!(
+        messages,
+        [
+            "Your order o-1001 over 49.50 EUR is confirmed.",
+            "Your order o-1002 over 89.00 EUR is confirmed.",
+            "Your order o-1003 could not be accepted: total 20000 does not match the items (24000).",
+            "Your order o-1004 could not be accepted: total 65000 is over the limit of 50000.",
+            "Your order o-1008 over 71.00 EUR is confirmed.",
+        ]
+    );
+    let first = notifications
+        .iter()
+        .find(|n| n.correlation_id.as_deref() == Some("checkout-1001"))
+        .unwrap();
+    assert_eq!(
+        first.header("traceparent"),
+        Some(&b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"[..])
+    );
+    assert_eq!(
+        first.key.as_deref(),
+        Some(&b"c-ada"[..]),
+        "the key travels as the Kafka key"
+    );
+    let dead = read(
+        &format!("{prefix}.dead-letters"),
+        2,
+        Duration::from_secs(30),
+    );
+    let kinds: BTreeSet<String> = dead
+        .iter()
+        .map(|d| String::from_utf8_lossy(d.header("plexus-dlq-kind").unwrap()).into_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from(["rejected".to_owned(), "undecodable".to_owned()])
+    );
+}
+
+#[test]
+fn poison_events_are_dead_lettered_and_the_rest_flow() {
+    let _serial = serial();
+    let scenario = Scenario::new();
+    let input = unique("poison-in");
+    let (out, dlq) = (unique("poison-out"), unique("poison-dlq"));
+    create_topic(&input, 1);
+    let good: Vec<Event> = events("good", 10);
+    produce_events(&input, &good[..3]);
+    produce(
+        &input,
+        &[plexus::broker::kafka::binding::KafkaRecord {
+            value: b"not an event at all".to_vec(),
+            ..Default::default()
+        }],
+    );
+    produce_events(&input, &[event("bad", "test.reject", None)]);
+    produce_events(&input, &good[3..]);
+    let config = kafka_config(
+        &scenario,
+        "plexus.toml",
+        &unique("poison"),
+        "3s",
+        &echo_route("p", &input, &out, &dlq, ""),
+    );
+    let mut plexus = spawn_plexus(&config);
+    assert_eq!(wait_exit(&mut plexus, Duration::from_secs(120)), 0);
+    let echoed = read(&out, 10, Duration::from_secs(30));
+    assert_eq!(
+        echoed.iter().map(echo_of).collect::<BTreeSet<_>>(),
+        good.iter().map(|e| e.id.clone()).collect::<BTreeSet<_>>()
+    );
+    let dead = read(&dlq, 2, Duration::from_secs(30));
+    let reasons: BTreeMap<String, String> = dead
+        .iter()
+        .map(|d| {
+            let header = |n: &str| String::from_utf8_lossy(d.header(n).unwrap()).into_owned();
+            (header("plexus-dlq-kind"), header("plexus-dlq-reason"))
+        })
+        .collect();
+    assert_eq!(reasons["rejected"], "rejected bad");
+    assert!(
+        reasons["undecodable"].contains("no `ce_specversion`"),
+        "{reasons:?}"
+    );
+    let raw = dead
+        .iter()
+        .find(|d| d.type_ == "plexus.undecodable")
+        .unwrap();
+    assert_eq!(
+        raw.payload, b"not an event at all",
+        "the record's bytes are kept"
+    );
+    assert_eq!(raw.header("plexus-dlq-offset"), Some(&b"3"[..]));
+}
+
+#[test]
+fn a_crash_mid_stream_loses_nothing_and_duplicates_are_recognisable() {
+    let _serial = serial();
+    let scenario = Scenario::new();
+    let input = unique("crash-in");
+    let out = unique("crash-out");
+    create_topic(&input, 4);
+    let sent = events("crash", 3000);
+    produce_events(&input, &sent);
+    let group = unique("crash");
+    let config = kafka_config(
+        &scenario,
+        "plexus.toml",
+        &group,
+        "3s",
+        &echo_route("c", &input, &out, &format!("{out}.dlq"), ", spin = 2000000"),
+    );
+    let mut first = spawn_plexus(&config);
+    assert!(
+        wait_for_records(&out, 300, Duration::from_secs(60)) >= 300,
+        "the first run made progress"
+    );
+    kill_hard(&mut first);
+    let at_kill = wait_for_records(&out, 3000, Duration::from_secs(5));
+    assert!(at_kill < 3000, "killed mid-stream ({at_kill} of 3000 done)");
+    // The restarted member waits out the dead one's session (10s) before it gets partitions:
+    // give it an idle exit longer than that.
+    let restart = kafka_config(
+        &scenario,
+        "restart.toml",
+        &group,
+        "20s",
+        &echo_route("c", &input, &out, &format!("{out}.dlq"), ", spin = 2000000"),
+    );
+    let mut second = spawn_plexus(&restart);
+    assert_eq!(wait_exit(&mut second, Duration::from_secs(180)), 0);
+
+    let echoed = read(&out, 3000, Duration::from_secs(60));
+    let by_source: BTreeMap<String, BTreeSet<String>> =
+        echoed.iter().fold(BTreeMap::new(), |mut m, e| {
+            m.entry(echo_of(e)).or_default().insert(e.id.clone());
+            m
+        });
+    let expected: BTreeSet<String> = sent.iter().map(|e| e.id.clone()).collect();
+    assert_all_processed(
+        &expected,
+        &by_source.keys().cloned().collect(),
+        "every event processed at least once",
+    );
+    assert!(
+        by_source.values().all(|ids| ids.len() == 1),
+        "a re-processed event re-emits the same id"
+    );
+    println!(
+        "{} echoes for {} events: {} duplicates, each with the id of its twin",
+        echoed.len(),
+        sent.len(),
+        echoed.len() - sent.len()
+    );
+}
+
+#[test]
+fn two_processes_share_a_topic_and_one_takes_over_when_the_other_dies() {
+    let _serial = serial();
+    let scenario = Scenario::new();
+    let input = unique("scale-in");
+    let out = unique("scale-out");
+    create_topic(&input, 4);
+    let sent = events("scale", 3000);
+    produce_events(&input, &sent);
+    let group = unique("scale");
+    let dlq = format!("{out}.dlq");
+    let a = kafka_config(
+        &scenario,
+        "a.toml",
+        &group,
+        "20s",
+        &echo_route("s", &input, &out, &dlq, ", spin = 2000000, tag = \"a\""),
+    );
+    let b = kafka_config(
+        &scenario,
+        "b.toml",
+        &group,
+        "20s",
+        &echo_route("s", &input, &out, &dlq, ", spin = 2000000, tag = \"b\""),
+    );
+    let mut first = spawn_plexus(&a);
+    let mut second = spawn_plexus(&b);
+    // Wait until both members have handled events, then kill one.
+    let tags = |events: &[Event]| -> BTreeSet<String> {
+        events
+            .iter()
+            .map(|e| String::from_utf8_lossy(e.header("echo-tag").unwrap()).into_owned())
+            .collect()
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let so_far = plexus_tests::kafka::read_for(&out, Duration::from_secs(2));
+        if tags(&so_far).len() == 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "both processes never got partitions"
+        );
+    }
+    kill_hard(&mut first);
+    let at_kill = wait_for_records(&out, 3000, Duration::from_secs(5));
+    assert!(at_kill < 3000, "killed mid-stream ({at_kill} of 3000 done)");
+    assert_eq!(wait_exit(&mut second, Duration::from_secs(240)), 0);
+    let echoed = read(&out, 3000, Duration::from_secs(60));
+    let expected: BTreeSet<String> = sent.iter().map(|e| e.id.clone()).collect();
+    assert_all_processed(
+        &expected,
+        &echoed.iter().map(echo_of).collect(),
+        "nothing lost when a member died",
+    );
+    let by_b = echoed
+        .iter()
+        .filter(|e| e.header("echo-tag") == Some(b"b"))
+        .count();
+    println!(
+        "{} echoes, {at_kill} done when one member was killed, {by_b} by the survivor",
+        echoed.len()
+    );
+}

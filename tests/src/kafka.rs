@@ -1,0 +1,205 @@
+//! Talking to the real Kafka broker the tests run against: its address, topics with unique
+//! names, producing CloudEvents (or raw bytes), reading a topic back, and running `plexus`.
+
+use plexus::broker::kafka::binding::{self, KafkaRecord};
+use plexus::event::Event;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The bootstrap address: `$PLEXUS_KAFKA_BOOTSTRAP` (set by scripts/test), else whatever
+/// `scripts/kafka-up` starts or finds.
+pub fn bootstrap() -> &'static str {
+    static ADDRESS: OnceLock<String> = OnceLock::new();
+    ADDRESS.get_or_init(|| {
+        if let Ok(address) = std::env::var("PLEXUS_KAFKA_BOOTSTRAP") {
+            return address;
+        }
+        let out = Command::new(crate::repo("scripts/kafka-up"))
+            .output()
+            .expect("scripts/kafka-up");
+        assert!(
+            out.status.success(),
+            "kafka-up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    })
+}
+
+/// A name no other test run uses.
+pub fn unique(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
+}
+
+fn config() -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap());
+    config
+}
+
+/// Creates `topic` with `partitions` partitions.
+pub fn create_topic(topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = config().create().unwrap();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = futures::executor::block_on(admin.create_topics(
+        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+        &options,
+    ))
+    .unwrap();
+    for result in results {
+        result.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+    }
+}
+
+/// Produces `records` to `topic` and waits until all are acknowledged.
+pub fn produce(topic: &str, records: &[KafkaRecord]) {
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        config().set("linger.ms", "5").create().unwrap();
+    for record in records {
+        let mut headers = OwnedHeaders::new();
+        for (name, value) in &record.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value),
+            });
+        }
+        let mut message = BaseRecord::to(topic)
+            .payload(&record.value)
+            .headers(headers);
+        if let Some(key) = &record.key {
+            message = message.key(key);
+        }
+        loop {
+            match producer.send(message) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    message = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// Produces `events` in binary mode.
+pub fn produce_events(topic: &str, events: &[Event]) {
+    produce(
+        topic,
+        &events.iter().map(binding::encode).collect::<Vec<_>>(),
+    );
+}
+
+/// An event with `id`, `type` and `key`, as a test producer would send it.
+pub fn event(id: &str, event_type: &str, key: Option<&str>) -> Event {
+    let line = crate::event_line(id, event_type, key, serde_json::json!({"id": id}));
+    plexus::cloudevents::decode(line.as_bytes()).unwrap()
+}
+
+/// Reads `topic` from the beginning, as a fresh consumer group would, until at least
+/// `expected` records arrived and a second passed without more (duplicates may make the
+/// topic longer than `expected`), or until `timeout`; decodes them as CloudEvents.
+pub fn read(topic: &str, expected: usize, timeout: Duration) -> Vec<Event> {
+    read_records(topic, expected, timeout, true)
+}
+
+/// Everything `topic` holds that can be read within `timeout`.
+pub fn read_for(topic: &str, timeout: Duration) -> Vec<Event> {
+    read_records(topic, usize::MAX, timeout, false)
+}
+
+/// Waits until `topic` holds at least `count` records (or `timeout`); how many it saw.
+pub fn wait_for_records(topic: &str, count: usize, timeout: Duration) -> usize {
+    read_records(topic, count, timeout, false).len()
+}
+
+fn read_records(topic: &str, expected: usize, timeout: Duration, until_quiet: bool) -> Vec<Event> {
+    let consumer: BaseConsumer = config()
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let started = Instant::now();
+    let mut last_arrival = Instant::now();
+    let mut events = Vec::new();
+    let quiet = |last: Instant| !until_quiet || last.elapsed() >= Duration::from_secs(1);
+    while started.elapsed() < timeout && (events.len() < expected || !quiet(last_arrival)) {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            last_arrival = Instant::now();
+            let record = KafkaRecord {
+                key: message.key().map(<[u8]>::to_vec),
+                headers: message
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                value: message.payload().unwrap_or_default().to_vec(),
+                timestamp: message.timestamp().to_millis(),
+            };
+            let event = binding::decode(
+                &record,
+                topic,
+                message.partition() as u32,
+                message.offset() as u64,
+            )
+            .unwrap_or_else(|e| panic!("{topic} holds a record that is not a CloudEvent: {e}"));
+            events.push(event);
+        }
+    }
+    events
+}
+
+/// Starts `plexus run --config <config>`, logging to `<config>.log`.
+pub fn spawn_plexus(config: &Path) -> Child {
+    let log = std::fs::File::create(config.with_extension("log")).unwrap();
+    Command::new(crate::plexus_bin())
+        .args(["run", "--no-watch", "--config"])
+        .arg(config)
+        .env("PLEXUS_CACHE_DIR", config.parent().unwrap().join("cache"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start plexus")
+}
+
+/// Waits for `child` to exit by itself (idle exit), up to `timeout`; its exit code.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> i32 {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            panic!("plexus did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Kills `child` with SIGKILL: no drain, no commit.
+pub fn kill_hard(child: &mut Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
