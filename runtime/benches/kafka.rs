@@ -138,15 +138,15 @@ fn pipe(bootstrap: &str, input: &str, output: &str, count: usize) -> f64 {
     count as f64 / started.expect("consumed").elapsed().as_secs_f64()
 }
 
-/// Plexus with the filter plugin; events per second.
-fn plexus(bootstrap: &str, input: &str, output: &str, count: usize) -> f64 {
+/// Plexus with the filter plugin and `workers` workers; events per second.
+fn plexus(bootstrap: &str, input: &str, output: &str, count: usize, workers: u32) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let plugins = std::env::var("PLEXUS_TEST_PLUGINS")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins").into());
     let text = format!(
         "[broker]\nkind = \"kafka\"\nbootstrap_servers = \"{bootstrap}\"\ngroup = \"{input}.plexus\"\ncreate_topics = false\n\
          [plugins.filter]\npath = \"{plugins}/filter.wasm\"\nconfig = {{ out = \"{output}\", prefix = \"bench.\" }}\n\
-         [routes.filter]\ntopic = \"{input}\"\nplugin = \"filter\"\nconcurrency = 2\ndead_letter = \"{input}.dlq\"\n"
+         [routes.filter]\ntopic = \"{input}\"\nplugin = \"filter\"\nconcurrency = {workers}\ndead_letter = \"{input}.dlq\"\n"
     );
     let path = dir.path().join("plexus.toml");
     std::fs::write(&path, text).unwrap();
@@ -161,6 +161,9 @@ fn plexus(bootstrap: &str, input: &str, output: &str, count: usize) -> f64 {
         if report_emitted as usize >= count {
             break;
         }
+        if started.is_some_and(|s: Instant| s.elapsed() > Duration::from_secs(600)) {
+            panic!("plexus stalled at {report_emitted} of {count} emitted");
+        }
         std::thread::sleep(Duration::from_millis(5));
     }
     let elapsed = started.expect("consumed").elapsed();
@@ -169,6 +172,12 @@ fn plexus(bootstrap: &str, input: &str, output: &str, count: usize) -> f64 {
 }
 
 fn main() {
+    if let Ok(filter) = std::env::var("PLEXUS_LOG") {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .init();
+    }
     let bootstrap =
         std::env::var("PLEXUS_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:19092".into());
     let count: usize = std::env::var("PLEXUS_BENCH_EVENTS")
@@ -198,7 +207,11 @@ fn main() {
     );
     let pipe_rate = pipe(&bootstrap, &input, &pipe_out, count);
     println!("plain rdkafka pipe (consume, copy, produce): {pipe_rate:.0} events/s");
-    let plexus_rate = plexus(&bootstrap, &input, &plexus_out, count);
-    println!("plexus (filter plugin, 2 workers):          {plexus_rate:.0} events/s");
+    let workers: u32 = std::env::var("PLEXUS_BENCH_WORKERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2);
+    let plexus_rate = plexus(&bootstrap, &input, &plexus_out, count, workers);
+    println!("plexus (filter plugin, {workers} workers):          {plexus_rate:.0} events/s");
     println!("plexus / pipe: {:.2}", plexus_rate / pipe_rate);
 }

@@ -10,7 +10,7 @@
 //! # Layout
 //! - [`config`]: `plexus.toml`, its validated types and file:line:col errors.
 //! - [`event`] and [`cloudevents`]: the event record and its CloudEvents JSON form.
-//! - [`broker`]: the `Source`/`Sink` traits and the embedded in-process broker.
+//! - [`broker`]: the `Source`/`Sink` traits, the embedded in-process broker, and Kafka.
 //! - [`dispatch`]: per-route pipelines (ordering, retries, dead letters, offset tracking);
 //!   it knows no broker and no wasm, only [`handler::Handler`].
 //! - [`host`]: the wasmtime side: engine, compile cache, limits, imports, instances.

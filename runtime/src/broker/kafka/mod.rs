@@ -221,7 +221,20 @@ impl Batch {
 
 struct DeliveryContext;
 
-impl ClientContext for DeliveryContext {}
+/// Exit code when the producer fails fatally.
+const EXIT_PRODUCER_FATAL: i32 = 70;
+
+impl ClientContext for DeliveryContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+            // The producer will never deliver again. Nothing unacknowledged was committed,
+            // so the safest way on is a restart that resumes from the committed offsets.
+            tracing::error!(%error, reason, "fatal producer error; exiting so a restart resumes from the committed offsets");
+            std::process::exit(EXIT_PRODUCER_FATAL);
+        }
+        tracing::warn!(%error, reason, "producer error");
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Arc<Batch>>;
