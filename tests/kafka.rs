@@ -390,3 +390,84 @@ fn two_processes_share_a_topic_and_one_takes_over_when_the_other_dies() {
         echoed.len()
     );
 }
+
+#[test]
+fn hot_reload_on_kafka_swaps_the_plugin_and_restarts_a_changed_route_without_loss() {
+    let _serial = serial();
+    let scenario = Scenario::new();
+    let input = unique("reload-in");
+    let out = unique("reload-out");
+    create_topic(&input, 4);
+    let sent = events("reload", 4000);
+    produce_events(&input, &sent);
+    let group = unique("reload");
+    let write = |tag: &str, concurrency: u32| {
+        let route = echo_route(
+            "r",
+            &input,
+            &out,
+            &format!("{out}.dlq"),
+            &format!(", spin = 400000, tag = \"{tag}\""),
+        )
+        .replace("concurrency = 2", &format!("concurrency = {concurrency}"));
+        kafka_config(&scenario, "plexus.toml", &group, "10s", &route)
+    };
+    let config = write("v1", 2);
+    // SIGHUP reloads even with --no-watch (which spawn_plexus passes).
+    let mut plexus = spawn_plexus(&config);
+    let hangup = |child: &std::process::Child| {
+        let sent = std::process::Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    let tagged = |events: &[Event], tag: &[u8]| -> BTreeSet<String> {
+        events
+            .iter()
+            .filter(|e| e.header("echo-tag") == Some(tag))
+            .map(echo_of)
+            .collect()
+    };
+    assert!(wait_for_records(&out, 300, Duration::from_secs(60)) >= 300);
+
+    // Phase 1: a new plugin config, the same route: a swap between events.
+    write("v2", 2);
+    hangup(&plexus);
+    let started = std::time::Instant::now();
+    while tagged(
+        &plexus_tests::kafka::read_for(&out, Duration::from_secs(2)),
+        b"v2",
+    )
+    .is_empty()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "v2 never served"
+        );
+    }
+    // Phase 2: the route itself changes: it drains, commits, and resumes where it stopped.
+    write("v2", 3);
+    hangup(&plexus);
+    assert_eq!(wait_exit(&mut plexus, Duration::from_secs(300)), 0);
+
+    let echoed = read(&out, 4000, Duration::from_secs(60));
+    let expected: BTreeSet<String> = sent.iter().map(|e| e.id.clone()).collect();
+    assert_all_processed(
+        &expected,
+        &echoed.iter().map(echo_of).collect(),
+        "nothing lost across the reloads",
+    );
+    let (v1, v2) = (tagged(&echoed, b"v1"), tagged(&echoed, b"v2"));
+    assert!(!v1.is_empty() && !v2.is_empty());
+    assert!(v1.is_disjoint(&v2), "no event handled by both versions");
+    let log = std::fs::read_to_string(config.with_extension("log")).unwrap();
+    assert!(log.contains("plugin swapped"), "{log}");
+    assert!(log.contains("route restarted with new settings"), "{log}");
+    println!(
+        "{} echoes: {} by v1, {} by v2",
+        echoed.len(),
+        v1.len(),
+        v2.len()
+    );
+}

@@ -347,6 +347,7 @@ fn the_watcher_applies_a_copy_only_when_complete_and_never_a_truncated_file() {
         runtime.clone(),
         live.config_file.clone(),
         watcher_stop.clone(),
+        plexus::watch::Triggers::FilesAndHangup,
     );
     let stop = Arc::new(AtomicBool::new(false));
     let producer = produce(&runtime, stop.clone());

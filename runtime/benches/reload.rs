@@ -117,7 +117,12 @@ fn main() {
         })
     };
     let watcher_stop = Shutdown::new();
-    let watcher = plexus::watch::spawn(runtime.clone(), config_path, watcher_stop.clone());
+    let watcher = plexus::watch::spawn(
+        runtime.clone(),
+        config_path,
+        watcher_stop.clone(),
+        plexus::watch::Triggers::FilesAndHangup,
+    );
     std::thread::sleep(Duration::from_millis(500));
     let baseline_from = Instant::now();
     std::thread::sleep(Duration::from_millis(1000));

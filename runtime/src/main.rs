@@ -21,7 +21,7 @@ enum Command {
         /// The configuration file.
         #[arg(long, short, default_value = "plexus.toml")]
         config: PathBuf,
-        /// Do not apply changes to the config and plugin files (or SIGHUP) while running.
+        /// Do not watch the config and plugin files for changes (SIGHUP still reloads).
         #[arg(long)]
         no_watch: bool,
     },

@@ -22,6 +22,7 @@ use crate::host::store::PluginContext;
 use crate::metrics::{RouteMetrics, RouteSnapshot};
 use crate::shutdown::Shutdown;
 use crate::state::{MemoryStateStore, StateStore};
+use crate::watch::Triggers;
 use anyhow::Context as _;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -608,24 +609,27 @@ fn file_digest(path: &Path) -> Option<[u8; 32]> {
         .map(|bytes| crate::host::engine::sha256(&bytes))
 }
 
-/// `plexus run`: runs `config` until its inputs are exhausted or `shutdown` is set. With
-/// `watch`, changes to the config file or any plugin file it names (and SIGHUP) are applied
-/// live (see [`crate::watch`]).
+/// `plexus run`: runs `config` until its inputs are exhausted or `shutdown` is set. SIGHUP
+/// applies the config file again; with `watch`, so do changes to it or to any plugin file it
+/// names (see [`crate::watch`]).
 pub fn run(config: Config, shutdown: Shutdown, watch: bool) -> anyhow::Result<RunReport> {
     let config_path = PathBuf::from(&config.file);
     let runtime = Arc::new(Mutex::new(Runtime::start(config, shutdown.clone())?));
     let watcher_stop = Shutdown::new();
-    let watcher =
-        watch.then(|| crate::watch::spawn(runtime.clone(), config_path, watcher_stop.clone()));
+    // SIGHUP always reloads; `watch` adds the file watcher.
+    let triggers = if watch {
+        Triggers::FilesAndHangup
+    } else {
+        Triggers::HangupOnly
+    };
+    let watcher = crate::watch::spawn(runtime.clone(), config_path, watcher_stop.clone(), triggers);
     while !shutdown.wait_timeout(Duration::from_millis(50)) {
         if runtime.lock().expect("runtime lock").is_done() {
             break;
         }
     }
     watcher_stop.trigger();
-    if let Some(watcher) = watcher {
-        let _ = watcher.join();
-    }
+    let _ = watcher.join();
     let runtime = Arc::into_inner(runtime).expect("the watcher released the runtime");
     Ok(runtime.into_inner().expect("runtime lock").stop())
 }

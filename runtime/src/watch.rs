@@ -39,20 +39,40 @@ fn watched_files(config_path: &Path, config: &Config) -> Vec<PathBuf> {
     files
 }
 
-/// Starts watching `config_path` and the plugins of the running config, applying changes to
-/// `runtime` until `stop` is set.
-pub fn spawn(runtime: Arc<Mutex<Runtime>>, config_path: PathBuf, stop: Shutdown) -> JoinHandle<()> {
+/// What triggers a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Triggers {
+    /// File changes and SIGHUP.
+    FilesAndHangup,
+    /// SIGHUP only (`plexus run --no-watch`).
+    HangupOnly,
+}
+
+/// Starts watching `config_path` and the plugins of the running config (unless `triggers`
+/// says SIGHUP only), applying changes to `runtime` until `stop` is set.
+pub fn spawn(
+    runtime: Arc<Mutex<Runtime>>,
+    config_path: PathBuf,
+    stop: Shutdown,
+    triggers: Triggers,
+) -> JoinHandle<()> {
     let hangup = Arc::new(AtomicBool::new(false));
     if let Err(error) = signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone()) {
         tracing::warn!(%error, "SIGHUP will not trigger reloads");
     }
     std::thread::Builder::new()
         .name("watch".into())
-        .spawn(move || watch(&runtime, &config_path, &stop, &hangup))
+        .spawn(move || watch(&runtime, &config_path, &stop, &hangup, triggers))
         .expect("spawning the watcher")
 }
 
-fn watch(runtime: &Mutex<Runtime>, config_path: &Path, stop: &Shutdown, hangup: &AtomicBool) {
+fn watch(
+    runtime: &Mutex<Runtime>,
+    config_path: &Path,
+    stop: &Shutdown,
+    hangup: &AtomicBool,
+    triggers: Triggers,
+) {
     let files_and_settle = |runtime: &Mutex<Runtime>| {
         let runtime = runtime.lock().expect("runtime lock");
         let config = runtime.config();
@@ -76,7 +96,7 @@ fn watch(runtime: &Mutex<Runtime>, config_path: &Path, stop: &Shutdown, hangup: 
             pending = None;
             continue;
         }
-        if now == applied {
+        if now == applied || triggers == Triggers::HangupOnly {
             pending = None;
             continue;
         }
