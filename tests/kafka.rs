@@ -7,7 +7,7 @@ use plexus_tests::kafka::{
     bootstrap, create_topic, event, kill_hard, produce, produce_events, read, spawn_plexus, unique,
     wait_exit, wait_for_records,
 };
-use plexus_tests::{Scenario, plugin, repo};
+use plexus_tests::{Scenario, example_config, plugin};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -117,8 +117,7 @@ fn the_shop_chain_runs_end_to_end_through_kafka_topics() {
     let _serial = serial();
     let scenario = Scenario::new();
     let prefix = unique("shop");
-    let example = repo("examples/shop");
-    let mut text = std::fs::read_to_string(example.join("kafka.toml")).unwrap();
+    let mut text = example_config("shop", "kafka.toml", "notifications.jsonl");
     for topic in [
         "orders",
         "order-outcomes",
@@ -134,23 +133,7 @@ fn the_shop_chain_runs_end_to_end_through_kafka_topics() {
     let text = text
         .replace("127.0.0.1:19092", bootstrap())
         .replace("group = \"plexus-shop\"", &format!("group = \"{prefix}\""))
-        .replace("idle_exit = \"5s\"", "idle_exit = \"3s\"")
-        .replace(
-            "../../target/plugins/",
-            &format!(
-                "{}/",
-                std::path::Path::new(&plugin("noop"))
-                    .parent()
-                    .unwrap()
-                    .display()
-            ),
-        )
-        .replace(
-            "file = \"events/",
-            &format!("file = \"{}/events/", example.display()),
-        )
-        .replace("file = \"-\"", "file = \"notifications.jsonl\"")
-        .replace("file = \"out/", "file = \"");
+        .replace("idle_exit = \"5s\"", "idle_exit = \"3s\"");
     let config = scenario.file("plexus.toml", &text);
     let mut plexus = spawn_plexus(&config);
     assert_eq!(wait_exit(&mut plexus, Duration::from_secs(120)), 0);

@@ -2,37 +2,18 @@
 //! chain, the catalog fan-out, per-key order under concurrency, deterministic emit ids.
 
 use plexus::event::emitted_event_id;
-use plexus_tests::{Scenario, event_line, plugin, repo};
+use plexus_tests::{Scenario, event_line, example_config, plugin};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-
-/// An example's config, rewired to the built plugins, the repository's event files and
-/// output files in the scenario directory.
-fn example_config(example: &str, stdout_file: &str) -> String {
-    let dir = repo(&format!("examples/{example}"));
-    let text = std::fs::read_to_string(dir.join("plexus.toml")).expect("example config");
-    text.replace(
-        "../../target/plugins/",
-        &format!(
-            "{}/",
-            std::path::Path::new(&plugin("noop"))
-                .parent()
-                .unwrap()
-                .display()
-        ),
-    )
-    .replace(
-        "file = \"events/",
-        &format!("file = \"{}/events/", dir.display()),
-    )
-    .replace("file = \"out/", "file = \"")
-    .replace("file = \"-\"", &format!("file = \"{stdout_file}\""))
-}
 
 #[test]
 fn shop_chain_produces_exactly_the_expected_notifications() {
     let scenario = Scenario::new();
-    let report = scenario.run(&example_config("shop", "notifications.jsonl"));
+    let report = scenario.run(&example_config(
+        "shop",
+        "plexus.toml",
+        "notifications.jsonl",
+    ));
 
     let notifications = scenario.output("notifications.jsonl");
     let by_order: BTreeMap<String, Value> = notifications
@@ -128,7 +109,11 @@ fn shop_chain_produces_exactly_the_expected_notifications() {
 fn emitted_ids_are_the_same_in_every_run() {
     let ids = || {
         let scenario = Scenario::new();
-        scenario.run(&example_config("shop", "notifications.jsonl"));
+        scenario.run(&example_config(
+            "shop",
+            "plexus.toml",
+            "notifications.jsonl",
+        ));
         let mut ids: Vec<String> = scenario
             .output("notifications.jsonl")
             .0
@@ -150,7 +135,11 @@ fn emitted_ids_are_the_same_in_every_run() {
 #[test]
 fn catalog_fans_out_to_three_independent_routes() {
     let scenario = Scenario::new();
-    let report = scenario.run(&example_config("catalog", "announcements.jsonl"));
+    let report = scenario.run(&example_config(
+        "catalog",
+        "plexus.toml",
+        "announcements.jsonl",
+    ));
     let stock = scenario.output("inventory.jsonl").json();
     let prices = scenario.output("billing.jsonl").json();
     let announcements = scenario.output("announcements.jsonl").json();

@@ -7,7 +7,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -144,19 +144,7 @@ fn read_records(topic: &str, expected: usize, timeout: Duration, until_quiet: bo
     while started.elapsed() < timeout && (events.len() < expected || !quiet(last_arrival)) {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
             last_arrival = Instant::now();
-            let record = KafkaRecord {
-                key: message.key().map(<[u8]>::to_vec),
-                headers: message
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                value: message.payload().unwrap_or_default().to_vec(),
-                timestamp: message.timestamp().to_millis(),
-            };
+            let record = KafkaRecord::from_message(&message);
             let event = binding::decode(
                 &record,
                 topic,

@@ -65,6 +65,23 @@ pub fn replace_file(path: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).expect("rename");
 }
 
+/// The text of `examples/EXAMPLE/FILE`, rewired for a test: plugin paths to the built
+/// components, event files to the repository's, output files into the scenario directory,
+/// and the stdout output to `stdout_file`.
+pub fn example_config(example: &str, file: &str, stdout_file: &str) -> String {
+    let dir = repo(&format!("examples/{example}"));
+    let plugins = Path::new(env!("PLEXUS_TEST_PLUGINS"));
+    std::fs::read_to_string(dir.join(file))
+        .expect("example config")
+        .replace("../../target/plugins/", &format!("{}/", plugins.display()))
+        .replace(
+            "file = \"events/",
+            &format!("file = \"{}/events/", dir.display()),
+        )
+        .replace("file = \"out/", "file = \"")
+        .replace("file = \"-\"", &format!("file = \"{stdout_file}\""))
+}
+
 /// A CloudEvents JSON line.
 pub fn event_line(
     id: &str,

@@ -28,6 +28,26 @@ pub struct KafkaRecord {
     pub timestamp: Option<i64>,
 }
 
+impl KafkaRecord {
+    /// Copies what a record read by librdkafka holds.
+    pub fn from_message<M: rdkafka::Message>(message: &M) -> KafkaRecord {
+        use rdkafka::message::Headers as _;
+        KafkaRecord {
+            key: message.key().map(<[u8]>::to_vec),
+            headers: message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            value: message.payload().unwrap_or_default().to_vec(),
+            timestamp: message.timestamp().to_millis(),
+        }
+    }
+}
+
 const STRUCTURED: &str = "application/cloudevents+json";
 
 /// Encodes `event` in binary mode.

@@ -19,7 +19,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -297,19 +297,7 @@ pub struct KafkaSource {
 
 impl KafkaSource {
     fn delivery(&self, message: &rdkafka::message::BorrowedMessage<'_>) -> Delivery {
-        let record = KafkaRecord {
-            key: message.key().map(<[u8]>::to_vec),
-            headers: message
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            value: message.payload().unwrap_or_default().to_vec(),
-            timestamp: message.timestamp().to_millis(),
-        };
+        let record = KafkaRecord::from_message(message);
         let (partition, offset) = (message.partition() as u32, message.offset() as u64);
         let body = match binding::decode(&record, &self.topic, partition, offset) {
             Ok(event) => Body::Event(Arc::new(event)),
