@@ -324,18 +324,19 @@ fn two_processes_share_a_topic_and_one_takes_over_when_the_other_dies() {
         "a.toml",
         &group,
         "20s",
-        &echo_route("s", &input, &out, &dlq, ", spin = 2000000, tag = \"a\""),
+        &echo_route("s", &input, &out, &dlq, ", spin = 8000000, tag = \"a\""),
     );
     let b = kafka_config(
         &scenario,
         "b.toml",
         &group,
         "20s",
-        &echo_route("s", &input, &out, &dlq, ", spin = 2000000, tag = \"b\""),
+        &echo_route("s", &input, &out, &dlq, ", spin = 8000000, tag = \"b\""),
     );
     let mut first = spawn_plexus(&a);
     let mut second = spawn_plexus(&b);
-    // Wait until both members have handled events, then kill one.
+    // Wait until both members have handled events, then kill one. (Each event takes ~24ms,
+    // so there is far more work left than this loop takes to notice.)
     let tags = |events: &[Event]| -> BTreeSet<String> {
         events
             .iter()

@@ -23,7 +23,7 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     let config = scenario.file(
         "plexus.toml",
         &format!(
-            "[runtime]\ncache_dir = \"{cache}\"\n[broker]\nkind = \"kafka\"\nbootstrap_servers = \"{bootstrap}\"\ngroup = \"{group}\"\nidle_exit = \"30s\"\n[plugins.m]\npath = \"{plugin}\"\nconfig = {{ out = \"{out}\", spin = 2000000 }}\n[routes.r]\ntopic = \"{input}\"\nplugin = \"m\"\nconcurrency = 2\n",
+            "[runtime]\ncache_dir = \"{cache}\"\n[broker]\nkind = \"kafka\"\nbootstrap_servers = \"{bootstrap}\"\ngroup = \"{group}\"\nidle_exit = \"30s\"\n[plugins.m]\npath = \"{plugin}\"\nconfig = {{ out = \"{out}\", spin = 4000000 }}\n[routes.r]\ntopic = \"{input}\"\nplugin = \"m\"\nconcurrency = 2\n",
             cache = scenario.dir.path().join("cache").display(),
             bootstrap = bootstrap(),
             group = unique("restart"),
