@@ -251,12 +251,18 @@ fn invalid(name: &str, problem: impl Into<String>) -> DecodeError {
 }
 
 fn parse_time(text: &str) -> Result<i64, DecodeError> {
+    parse_rfc3339_millis(text).map_err(|problem| invalid("time", problem))
+}
+
+/// An RFC 3339 time as milliseconds since the Unix epoch (the CloudEvents `time` form).
+pub fn parse_rfc3339_millis(text: &str) -> Result<i64, String> {
     let time = OffsetDateTime::parse(text, &Rfc3339)
-        .map_err(|e| invalid("time", format!("`{text}` is not RFC 3339: {e}")))?;
+        .map_err(|e| format!("`{text}` is not RFC 3339: {e}"))?;
     Ok((time.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-fn format_time(millis: i64) -> Option<String> {
+/// Milliseconds since the Unix epoch as an RFC 3339 time, if representable.
+pub fn format_time(millis: i64) -> Option<String> {
     let time = OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()?;
     time.format(&Rfc3339).ok()
 }

@@ -12,8 +12,6 @@
 
 use crate::cloudevents;
 use crate::event::{Event, Header};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// A Kafka record, independent of the client library.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -60,7 +58,10 @@ pub fn encode(event: &Event) -> KafkaRecord {
     ];
     let optional = [
         ("ce_subject", event.subject.clone()),
-        ("ce_time", event.timestamp.and_then(format_time)),
+        (
+            "ce_time",
+            event.timestamp.and_then(cloudevents::format_time),
+        ),
         ("ce_correlationid", event.correlation_id.clone()),
         ("content-type", event.content_type.clone()),
     ];
@@ -164,9 +165,7 @@ fn decode_binary<'a>(
     }
     let timestamp = text("ce_time")?
         .map(|t| {
-            OffsetDateTime::parse(&t, &Rfc3339)
-                .map(|time| (time.unix_timestamp_nanos() / 1_000_000) as i64)
-                .map_err(|e| format!("ce_time `{t}` is not RFC 3339: {e}"))
+            cloudevents::parse_rfc3339_millis(&t).map_err(|problem| format!("ce_time {problem}"))
         })
         .transpose()?;
     const MAPPED: [&str; 8] = [
@@ -204,13 +203,6 @@ fn decode_binary<'a>(
         payload: record.value.clone(),
         attempt: 1,
     })
-}
-
-fn format_time(millis: i64) -> Option<String> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
-        .ok()?
-        .format(&Rfc3339)
-        .ok()
 }
 
 #[cfg(test)]
