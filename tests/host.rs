@@ -1,5 +1,7 @@
 //! The wasm host on its own: the compile cache and instance recovery.
 
+use plexus::config::Limits;
+use plexus::config::units::ByteSize;
 use plexus::event::Event;
 use plexus::handler::{Outcome, Plugin};
 use plexus::host::component;
@@ -54,10 +56,14 @@ fn a_handler_recovers_after_each_kind_of_trap() {
         name: "m".into(),
         config: vec![("out".into(), "o".into())],
         state: MemoryStateStore::shared(),
-        max_emits: 2,
-        memory_limit: 8 << 20,
+        limits: Limits {
+            memory: ByteSize(8 << 20),
+            timeout: plexus::config::units::Duration(Duration::from_millis(100)),
+            max_emits: 2,
+            ..Limits::default()
+        },
     };
-    let wasm = WasmPlugin::new(loaded, context, Duration::from_millis(100));
+    let wasm = WasmPlugin::new(loaded, context);
     let mut handler = wasm.instantiate().unwrap();
     for (bad, kind) in [
         ("test.trap", FailureKind::Trap),
@@ -72,5 +78,71 @@ fn a_handler_recovers_after_each_kind_of_trap() {
             Outcome::Done(emits) => assert_eq!(emits.len(), 1, "after {bad}"),
             other => panic!("after {bad}: {other:?}"),
         }
+    }
+}
+
+/// A state backend that never answers: every operation waits forever (as a store behind a
+/// dead network link would, with no timeout of its own).
+struct Unanswering;
+
+#[plexus::async_trait]
+impl plexus::state::StateStore for Unanswering {
+    async fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, plexus::state::StateError> {
+        std::future::pending().await
+    }
+    async fn set(
+        &self,
+        _: &str,
+        _: plexus::state::Quota,
+        _: &str,
+        _: Vec<u8>,
+        _: Option<Duration>,
+    ) -> Result<(), plexus::state::StateError> {
+        std::future::pending().await
+    }
+    async fn delete(&self, _: &str, _: &str) -> Result<bool, plexus::state::StateError> {
+        std::future::pending().await
+    }
+    async fn compare_and_swap(
+        &self,
+        _: &str,
+        _: plexus::state::Quota,
+        _: &str,
+        _: Option<&[u8]>,
+        _: Option<Vec<u8>>,
+        _: Option<Duration>,
+    ) -> Result<bool, plexus::state::StateError> {
+        std::future::pending().await
+    }
+}
+
+#[test]
+fn a_state_backend_that_never_answers_cannot_hold_a_call_past_its_time_limit() {
+    let engine = PlexusEngine::new(None).unwrap();
+    let loaded = component::load(&engine, "h", Path::new(&plugin("hostile")), None).unwrap();
+    let context = PluginContext {
+        name: "h".into(),
+        config: vec![("out".into(), "o".into())],
+        state: std::sync::Arc::new(Unanswering),
+        limits: Limits {
+            timeout: plexus::config::units::Duration(Duration::from_millis(300)),
+            ..Limits::default()
+        },
+    };
+    let wasm = WasmPlugin::new(loaded, context);
+    let mut handler = wasm.instantiate().unwrap();
+    let started = std::time::Instant::now();
+    match handler.handle(&event("hostile.host-loop")) {
+        Outcome::Failed(FailureKind::Timeout, reason) => assert_eq!(
+            reason,
+            "handle exceeded the time limit of 300ms while waiting in a host call"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The abandoned instance is replaced; calls that do not touch state go on.
+    match handler.handle(&event("x")) {
+        Outcome::Done(emits) => assert_eq!(emits.len(), 1),
+        other => panic!("{other:?}"),
     }
 }

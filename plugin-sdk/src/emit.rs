@@ -63,7 +63,9 @@ impl Outgoing {
 }
 
 /// Stages `event` for publication. Fails (with a *reject*) when the event is invalid or the
-/// plugin's emit limit is reached.
+/// call has staged its most events (`max_emits`) or bytes (`max_outbox_bytes`); the message
+/// names the limit. A staged event the broker refuses for good (too large for it, say)
+/// sends the event being handled to the dead-letter topic as `publish-failed`.
 pub fn emit(event: Outgoing) -> Result<(), HandleError> {
     emitter::emit(&event.0).map_err(|e| HandleError::reject(format!("emit refused: {e}")))
 }

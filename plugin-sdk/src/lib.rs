@@ -80,11 +80,16 @@ pub use emit::{Outgoing, emit};
 /// event. Instances are single-threaded; the host runs as many as the route's concurrency.
 pub trait Plugin: Sized + 'static {
     /// Builds the plugin from its configuration. An error stops the plugin from loading,
-    /// and `plexus check` shows it.
+    /// and `plexus check` shows it; so does taking longer than `init_timeout`.
     fn init(config: &Config) -> Result<Self, String>;
 
     /// Handles one event. `Ok` publishes what was [`emit`]ted; [`HandleError::retry`] asks
     /// for another delivery after a backoff; [`HandleError::reject`] dead-letters the event.
+    ///
+    /// Each call is held to the plugin's `[plugins.NAME.limits]`: it is stopped past
+    /// `timeout` wherever it is (a sleep or a state call included) and past `memory`, and
+    /// the event is dead-lettered; [`emit`], [`state`] and the log are held to their budgets
+    /// and say so in their errors.
     fn handle(&mut self, event: Event) -> Result<(), HandleError>;
 }
 

@@ -2,6 +2,11 @@
 //! plugin's, entries optionally expiring. Writes take effect at once; use
 //! [`compare_and_swap`] (or [`update`]) to stay correct when instances race or an event is
 //! delivered twice.
+//!
+//! The store holds a plugin to its limits: a key of at most 1 KiB, a value of at most
+//! 1 MiB, and a namespace of at most `max_state_keys` keys and `max_state_bytes` of keys and
+//! values (`[plugins.NAME.limits]`). A write past them fails with
+//! [`StateError::TooLarge`], whose message names the limit.
 
 use crate::bindings::plexus::plugin::state as host;
 use serde::Serialize;
@@ -10,10 +15,16 @@ use std::time::Duration;
 
 pub use host::StateError;
 
-/// A store failure is worth another try later.
+/// An unreachable store is worth another try later; a write over a limit is not (the event
+/// is rejected, so it reaches the dead-letter topic with the reason).
 impl From<StateError> for crate::HandleError {
     fn from(error: StateError) -> Self {
-        crate::HandleError::Retry(format!("state: {error:?}"))
+        match error {
+            StateError::Unavailable(reason) => {
+                crate::HandleError::Retry(format!("state unavailable: {reason}"))
+            }
+            StateError::TooLarge(reason) => crate::HandleError::Reject(format!("state: {reason}")),
+        }
     }
 }
 

@@ -7,8 +7,9 @@
 //! Run with `scripts/bench` (which builds the plugins first). Each case runs `ROUNDS`
 //! times; the median is reported, with min and max, since the machine is shared and noisy.
 
-use plexus::broker::Sink;
 use plexus::broker::embedded::EmbeddedBroker;
+use plexus::config::Limits;
+use plexus::dispatch::publish::Publisher;
 use plexus::dispatch::retry::RetryPolicy;
 use plexus::dispatch::{RouteSpec, start_route};
 use plexus::event::{Event, OutgoingEvent};
@@ -74,13 +75,21 @@ fn measure(plugin: Arc<dyn Plugin>, input: &[Event]) -> f64 {
         retry: RetryPolicy::default(),
         dead_letter: "bench.dlq".into(),
         commit_interval: Duration::from_millis(100),
+        max_in_flight: 64 << 20,
     };
-    let sink: Arc<dyn Sink> = broker.sink();
+    let publisher = Publisher::start(broker.sink()).unwrap();
     let metrics = Arc::new(RouteMetrics::default());
     let started = Instant::now();
-    start_route(spec, source, sink, Shutdown::new(), metrics.clone())
-        .unwrap()
-        .join();
+    start_route(
+        spec,
+        source,
+        publisher.clone(),
+        Shutdown::new(),
+        metrics.clone(),
+    )
+    .unwrap()
+    .join();
+    publisher.stop();
     let elapsed = started.elapsed();
     let snapshot = metrics.snapshot();
     assert_eq!(
@@ -110,10 +119,9 @@ fn wasm(engine: &PlexusEngine, name: &str, config: Vec<(String, String)>) -> Arc
         name: name.into(),
         config,
         state: MemoryStateStore::shared(),
-        max_emits: 10,
-        memory_limit: 64 << 20,
+        limits: Limits::default(),
     };
-    Arc::new(WasmPlugin::new(loaded, context, Duration::from_secs(1)))
+    Arc::new(WasmPlugin::new(loaded, context))
 }
 
 #[derive(Deserialize)]

@@ -3,10 +3,17 @@
 //! Everything else in the crate uses these types (the contract's `event` record is also the
 //! runtime's in-memory event) so an event is never converted between two shapes on its way
 //! into a plugin.
+//!
+//! Exports are called asynchronously, so a guest call is a future the host can abandon at its
+//! deadline even while the guest waits in a host call (see [`crate::host::deadline`]). The
+//! `state` imports are async because a state backend may wait on I/O; the others answer at
+//! once.
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "plexus:plugin/consumer",
+    imports: { "plexus:plugin/state": async },
+    exports: { default: async },
     // Only the guest-visible types need these; they keep `Event` cheap to compare in tests.
     additional_derives: [PartialEq, Eq],
 });

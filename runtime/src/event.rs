@@ -37,6 +37,40 @@ impl Event {
     }
 }
 
+/// What `headers` weigh: names and values.
+fn headers_size(headers: &[Header]) -> usize {
+    headers.iter().map(|h| h.name.len() + h.value.len()).sum()
+}
+
+/// The bytes an outgoing event holds (payload, key, headers, attributes): what the outbox
+/// budget (`max_outbox_bytes`) counts.
+pub fn outgoing_size(event: &OutgoingEvent) -> usize {
+    event.topic.len()
+        + event.type_.len()
+        + event.key.as_ref().map_or(0, Vec::len)
+        + event.subject.as_ref().map_or(0, String::len)
+        + event.content_type.as_ref().map_or(0, String::len)
+        + headers_size(&event.headers)
+        + event.payload.len()
+}
+
+impl Event {
+    /// The bytes the event holds (payload, key, headers, attributes): what a route's
+    /// in-flight budget counts.
+    pub fn size(&self) -> usize {
+        self.id.len()
+            + self.type_.len()
+            + self.source.len()
+            + self.subject.as_ref().map_or(0, String::len)
+            + self.topic.len()
+            + self.key.as_ref().map_or(0, Vec::len)
+            + self.content_type.as_ref().map_or(0, String::len)
+            + self.correlation_id.as_ref().map_or(0, String::len)
+            + headers_size(&self.headers)
+            + self.payload.len()
+    }
+}
+
 /// A stable 64-bit hash (FNV-1a) of a partition key: the same key lands on the same
 /// partition and the same worker in every process and every run.
 pub fn key_hash(key: &[u8]) -> u64 {

@@ -14,7 +14,7 @@
 //! - [`dispatch`]: per-route pipelines (ordering, retries, dead letters, offset tracking);
 //!   it knows no broker and no wasm, only [`handler::Handler`].
 //! - [`host`]: the wasmtime side: engine, compile cache, limits, imports, instances.
-//! - [`state`]: the per-plugin key-value store behind the `state` import.
+//! - [`state`]: the per-plugin key-value store behind the `state` import, with quotas.
 //! - [`runtime`]: wires a config into running pipelines and reconfigures them live
 //!   ([`runtime::Runtime::apply`]).
 //! - [`watch`]: hot-reload triggers (file changes, SIGHUP).
@@ -37,3 +37,6 @@ pub mod watch;
 
 pub use runtime::{RunReport, run};
 pub use shutdown::Shutdown;
+
+/// The attribute for implementing [`state::StateStore`] (an async trait) outside this crate.
+pub use async_trait::async_trait;

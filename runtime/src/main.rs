@@ -59,9 +59,17 @@ fn parse_entry(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected key=value, found `{text}`"))
 }
 
+/// Colour codes only for a person at a terminal: never in a file or a pipe, and not when
+/// `NO_COLOR` is set to anything (<https://no-color.org>).
+fn colours_wanted() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colours_wanted())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PLEXUS_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -23,6 +23,9 @@ pub enum FailureKind {
     Unavailable,
     /// The plugin staged an invalid emit or too many of them.
     InvalidEmit,
+    /// The broker refused for good what the plugin emitted (too large, an invalid topic,
+    /// not authorised).
+    PublishFailed,
 }
 
 impl FailureKind {
@@ -37,6 +40,7 @@ impl FailureKind {
             FailureKind::Undecodable => "undecodable",
             FailureKind::Unavailable => "unavailable",
             FailureKind::InvalidEmit => "invalid-emit",
+            FailureKind::PublishFailed => "publish-failed",
         }
     }
 }
@@ -54,6 +58,8 @@ pub struct RouteMetrics {
     pub retried: AtomicU64,
     /// Events emitted by the plugin and published.
     pub emitted: AtomicU64,
+    /// Dead letters the broker refused whole, written without their payload.
+    pub dead_letters_without_payload: AtomicU64,
     /// Events written to the dead-letter topic, by reason.
     dead_lettered: Mutex<BTreeMap<FailureKind, u64>>,
 }
@@ -83,6 +89,8 @@ impl RouteMetrics {
             succeeded: self.succeeded.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
             emitted: self.emitted.load(Ordering::Relaxed),
+            dead_letters_without_payload: self.dead_letters_without_payload.load(Ordering::Relaxed),
+            unfinished: 0,
             dead_lettered: dead_lettered
                 .iter()
                 .map(|(k, v)| (k.as_str(), *v))
@@ -104,6 +112,10 @@ pub struct RouteSnapshot {
     pub retried: u64,
     /// Events emitted and published.
     pub emitted: u64,
+    /// Dead letters written without their payload (the broker refused them whole).
+    pub dead_letters_without_payload: u64,
+    /// Events received and not finished when the route stopped (delivered again later).
+    pub unfinished: u64,
     /// Dead letters by reason.
     pub dead_lettered: BTreeMap<&'static str, u64>,
 }

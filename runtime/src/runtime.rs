@@ -9,9 +9,10 @@
 //! [`run`] is `plexus run`: start, watch for changes (see [`crate::watch`]), wait, stop.
 
 use crate::broker::files::write_output;
-use crate::broker::{Broker, Sink, Source};
+use crate::broker::{Broker, Source};
 use crate::config::error::{ConfigError, ConfigErrors};
 use crate::config::{Config, PluginConfig, RouteConfig};
+use crate::dispatch::publish::Publisher;
 use crate::dispatch::retry::RetryPolicy;
 use crate::dispatch::{RouteSpec, RunningRoute, start_route};
 use crate::handler::{Plugin, PluginSlot};
@@ -49,6 +50,8 @@ pub struct RunReport {
     pub reloads_refused: u64,
     /// Plugin versions swapped in.
     pub plugin_swaps: u64,
+    /// Events published again after a failure that could pass later (a broker outage).
+    pub publish_retries: u64,
 }
 
 /// What one [`Runtime::apply`] changed.
@@ -123,10 +126,9 @@ pub fn load_plugin(
         name: name.into(),
         config: config_entries(&plugin.config),
         state: state.clone(),
-        max_emits: plugin.limits.max_emits as usize,
-        memory_limit: plugin.limits.memory.0 as usize,
+        limits: plugin.limits,
     };
-    let wasm = WasmPlugin::new(loaded, context, plugin.limits.timeout.0);
+    let wasm = WasmPlugin::new(loaded, context);
     // Instantiating once proves the exports fit and `init` accepts the config.
     wasm.instantiate().map_err(|e| at(format!("{e:#}")))?;
     Ok(Arc::new(wasm))
@@ -175,7 +177,7 @@ pub struct Runtime {
     engine: PlexusEngine,
     state: Arc<dyn StateStore>,
     broker: Broker,
-    sink: Arc<dyn Sink>,
+    publisher: Publisher,
     shutdown: Shutdown,
     plugins: BTreeMap<String, LivePlugin>,
     routes: BTreeMap<String, LiveRoute>,
@@ -211,7 +213,7 @@ impl Runtime {
             .collect();
         let broker = Broker::open(&config.spec.broker).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut runtime = Runtime {
-            sink: broker.sink(),
+            publisher: Publisher::start(broker.sink())?,
             broker,
             engine,
             state,
@@ -359,11 +361,12 @@ impl Runtime {
             },
             dead_letter: settings.dead_letter_topic(name).to_string(),
             commit_interval: COMMIT_INTERVAL,
+            max_in_flight: settings.max_in_flight.0,
         };
         let running = start_route(
             spec,
             source,
-            self.sink.clone(),
+            self.publisher.clone(),
             Shutdown::new(),
             metrics.clone(),
         )?;
@@ -383,14 +386,15 @@ impl Runtime {
     fn stop_route(&mut self, name: &str) -> Option<(Box<dyn Source>, Arc<RouteMetrics>)> {
         let live = self.routes.remove(name)?;
         live.running.stop();
-        let mut source = live.running.join()?;
+        let mut source = live.running.join().0?;
         source.rewind();
         Some((source, live.metrics))
     }
 
     /// Whether the run is over by itself: on the embedded broker, inputs exhausted and every
-    /// route finished; on Kafka with `idle_exit`, inputs fed, nothing in flight and nothing
-    /// received for that long.
+    /// route finished; on Kafka with `idle_exit`, inputs fed, nothing in flight (read and
+    /// unfinished, or being published) and nothing received for that long, with the broker
+    /// answering (an outage is never taken for having nothing to do).
     pub fn is_done(&self) -> bool {
         if let Some(idle) = self
             .config
@@ -405,14 +409,25 @@ impl Runtime {
                 .values()
                 .map(|r| r.metrics.snapshot().received)
                 .sum();
-            let busy = self.routes.values().any(|r| r.running.in_flight() > 0);
+            let busy = self.publisher.pending() > 0
+                || self.routes.values().any(|r| r.running.in_flight() > 0);
             let (seen, since) = self.progress.get();
             if received != seen || busy {
                 self.progress.set((received, Instant::now()));
                 return false;
             }
             let fed = self.feeder.as_ref().is_none_or(JoinHandle::is_finished);
-            return fed && since.elapsed() >= idle.0;
+            if !fed || since.elapsed() < idle.0 {
+                return false;
+            }
+            if !self.publisher.sink().is_reachable() {
+                tracing::info!(
+                    "idle, but the broker does not answer: waiting for it before ending the run"
+                );
+                self.progress.set((received, Instant::now()));
+                return false;
+            }
+            return true;
         }
         self.broker.is_exhausted() && self.routes.values().all(|r| r.running.is_finished())
     }
@@ -583,10 +598,14 @@ impl Runtime {
         }
         for name in names {
             if let Some(live) = self.routes.remove(&name) {
-                drop(live.running.join());
-                self.report.routes.insert(name, live.metrics.snapshot());
+                let (_, unfinished) = live.running.join();
+                let mut counts = live.metrics.snapshot();
+                counts.unfinished = unfinished as u64;
+                self.report.routes.insert(name, counts);
             }
         }
+        self.publisher.stop();
+        self.report.publish_retries = self.publisher.retried();
         if let Some(feeder) = self.feeder.take() {
             self.report.inputs = feeder.join().unwrap_or_default();
         }

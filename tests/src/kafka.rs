@@ -9,6 +9,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -55,13 +57,18 @@ fn config() -> ClientConfig {
 
 /// Creates `topic` with `partitions` partitions.
 pub fn create_topic(topic: &str, partitions: i32) {
+    create_topic_with(topic, partitions, &[]);
+}
+
+/// Creates `topic` with `partitions` partitions and topic-level `settings`.
+pub fn create_topic_with(topic: &str, partitions: i32, settings: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> = config().create().unwrap();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = futures::executor::block_on(admin.create_topics(
-        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-        &options,
-    ))
-    .unwrap();
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (key, value) in settings {
+        new = new.set(key, value);
+    }
+    let results = futures::executor::block_on(admin.create_topics(&[new], &options)).unwrap();
     for result in results {
         result.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
     }
@@ -69,8 +76,17 @@ pub fn create_topic(topic: &str, partitions: i32) {
 
 /// Produces `records` to `topic` and waits until all are acknowledged.
 pub fn produce(topic: &str, records: &[KafkaRecord]) {
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        config().set("linger.ms", "5").create().unwrap();
+    produce_with(topic, records, &[]);
+}
+
+/// Produces `records` with extra producer `settings` (e.g. a larger `message.max.bytes`).
+pub fn produce_with(topic: &str, records: &[KafkaRecord], settings: &[(&str, &str)]) {
+    let mut config = config();
+    config.set("linger.ms", "5");
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> = config.create().unwrap();
     for record in records {
         let mut headers = OwnedHeaders::new();
         for (name, value) in &record.headers {
@@ -110,6 +126,49 @@ pub fn produce_events(topic: &str, events: &[Event]) {
 pub fn event(id: &str, event_type: &str, key: Option<&str>) -> Event {
     let line = crate::event_line(id, event_type, key, serde_json::json!({"id": id}));
     plexus::cloudevents::decode(line.as_bytes()).unwrap()
+}
+
+/// The offsets consumer group `group` has committed on `topic`, per partition (absent when
+/// nothing was committed).
+pub fn committed(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = config().set("group.id", group).create().unwrap();
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(30))
+        .expect("committed offsets");
+    committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(offset) => Some((e.partition(), offset)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The end offset (one past the last record) of every partition of `topic`.
+pub fn end_offsets(topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = config().create().unwrap();
+    (0..partitions)
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(30))
+                .expect("watermarks");
+            (p, high)
+        })
+        .collect()
+}
+
+/// Sends SIGTERM to `child`.
+pub fn terminate(child: &Child) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
 }
 
 /// Reads `topic` from the beginning, as a fresh consumer group would, until at least

@@ -5,6 +5,7 @@
 //! - [`plugin`], [`repo`], [`plexus_bin`]: paths.
 //! - [`Scenario`]: a config plus input files in a temporary directory, run in-process.
 //! - [`Topic`]: the events an output file received, with lookup helpers.
+//! - [`PeakRss`]: the peak resident memory of a child process, read from `/proc`.
 //! - [`kafka`]: the real Kafka broker: topics, producing, reading back, running `plexus`.
 
 pub mod kafka;
@@ -156,6 +157,44 @@ impl Scenario {
                 })
                 .collect(),
         )
+    }
+}
+
+/// Watches a process's peak resident memory (`VmHWM` in `/proc/PID/status`) from another
+/// thread until it exits, so the peak is known after the process is gone.
+pub struct PeakRss {
+    peak_kib: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    watcher: std::thread::JoinHandle<()>,
+}
+
+impl PeakRss {
+    /// Starts watching process `pid`.
+    pub fn watch(pid: u32) -> PeakRss {
+        use std::sync::atomic::Ordering;
+        let peak_kib = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let seen = peak_kib.clone();
+        let watcher = std::thread::spawn(move || {
+            let status = format!("/proc/{pid}/status");
+            while let Ok(text) = std::fs::read_to_string(&status) {
+                // A zombie has no memory lines: the process is gone.
+                let Some(kib) = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                else {
+                    break;
+                };
+                seen.fetch_max(kib, Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        PeakRss { peak_kib, watcher }
+    }
+
+    /// The peak seen, in MiB, once the process has exited (call after waiting for it).
+    pub fn peak_mib(self) -> u64 {
+        let _ = self.watcher.join();
+        self.peak_kib.load(std::sync::atomic::Ordering::Relaxed) / 1024
     }
 }
 

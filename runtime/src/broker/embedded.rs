@@ -73,6 +73,7 @@ impl EmbeddedBroker {
             cursors: vec![0; topic.partitions.len()],
             committed: vec![0; topic.partitions.len()],
             next_partition: 0,
+            paused: false,
             topic,
         }
     }
@@ -186,6 +187,7 @@ impl Topic {
 }
 
 impl Sink for EmbeddedBroker {
+    /// Appends at once; an in-memory append cannot fail.
     fn publish(&self, events: Vec<Event>, done: Completion) {
         for event in events {
             self.append(event);
@@ -211,6 +213,7 @@ pub struct EmbeddedSource {
     cursors: Vec<u64>,
     committed: Vec<u64>,
     next_partition: usize,
+    paused: bool,
 }
 
 impl EmbeddedSource {
@@ -246,6 +249,11 @@ impl EmbeddedSource {
 impl Source for EmbeddedSource {
     fn poll(&mut self, max: usize, timeout: Duration) -> Result<Poll, BrokerError> {
         let deadline = Instant::now() + timeout;
+        if self.paused {
+            // A paused subscription holds unfinished events, so it cannot be exhausted.
+            std::thread::sleep(timeout);
+            return Ok(Poll::Idle);
+        }
         loop {
             let seen = self.broker.generation();
             let records = self.take(max.max(1));
@@ -286,6 +294,10 @@ impl Source for EmbeddedSource {
 
     fn rewind(&mut self) {
         self.cursors.clone_from(&self.committed);
+    }
+
+    fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
     }
 }
 

@@ -113,9 +113,12 @@ pub fn feed_kafka(
         },
     )?;
     for _ in 0..sent {
-        if let Ok(Err(error)) = acked.recv() {
+        if let Ok(Err(failed)) = acked.recv()
+            && let Some(first) = failed.first()
+        {
             return Err(std::io::Error::other(format!(
-                "publishing to `{topic}`: {error}"
+                "publishing to `{topic}`: {}",
+                first.error
             )));
         }
     }

@@ -144,22 +144,47 @@ pub enum Poll {
 }
 
 /// Errors from a broker.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BrokerError {
-    /// The broker could not be reached or refused the request.
+    /// The broker could not be reached or could not take the request now (a timeout, a
+    /// full queue, a leader election): trying again later can succeed.
     #[error("broker error: {0}")]
     Unavailable(String),
+    /// The broker will never accept this record: too large, an invalid topic, not
+    /// authorised. Trying again cannot succeed.
+    #[error("refused by the broker: {0}")]
+    Refused(String),
+}
+
+impl BrokerError {
+    /// Whether trying again cannot help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, BrokerError::Refused(_))
+    }
+}
+
+/// A published event the broker did not take, handed back with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undelivered {
+    /// The event, as it was given to [`Sink::publish`].
+    pub event: Event,
+    /// Why it was not delivered.
+    pub error: BrokerError,
 }
 
 /// A subscription to one topic with its own committed positions.
 pub trait Source: Send {
-    /// Waits up to `timeout` for at most `max` records.
+    /// Waits up to `timeout` for at most `max` records (none while paused).
     fn poll(&mut self, max: usize, timeout: Duration) -> Result<Poll, BrokerError>;
     /// Records that every offset below `next` in each `(partition, next)` is finished.
     fn commit(&mut self, positions: &[(u32, u64)]) -> Result<(), BrokerError>;
     /// Moves every read position back to the committed one, so what was read and not
     /// finished is delivered again (used when a stopped route is restarted).
     fn rewind(&mut self);
+    /// Stops (or resumes) handing out records while the subscription stays alive: polls
+    /// keep serving the broker's protocol (rebalances, liveness) and read nothing, and
+    /// reading resumes where it stopped. Used when a route holds as much as it may.
+    fn set_paused(&mut self, paused: bool);
     /// Makes the last commit durable before the source is dropped.
     fn close(&mut self) -> Result<(), BrokerError> {
         Ok(())
@@ -173,14 +198,23 @@ pub trait Source: Send {
 /// Called with the partitions being revoked; returns `(partition, next offset)` to commit.
 pub type RevokeHook = Box<dyn FnMut(&[u32]) -> Vec<(u32, u64)> + Send>;
 
-/// Called once with the result of one [`Sink::publish`].
-pub type Completion = Box<dyn FnOnce(Result<(), BrokerError>) + Send>;
+/// Called once with the result of one [`Sink::publish`]: `Ok` when every event is durable,
+/// else the events that were not, with why (the others of the batch are durable).
+///
+/// It may run on a broker client's own thread: it must not block, nor publish.
+pub type Completion = Box<dyn FnOnce(Result<(), Vec<Undelivered>>) + Send>;
 
 /// Publishes events to topics.
 pub trait Sink: Send + Sync {
-    /// Publishes `events` (each to its `topic`), then calls `done` once all of them are
-    /// durable, or with the first error.
+    /// Publishes `events` (each to its `topic`), then calls `done` once every one of them is
+    /// durable or has failed. Never blocks for long: when the client cannot take more, the
+    /// events come back as [`BrokerError::Unavailable`].
     fn publish(&self, events: Vec<Event>, done: Completion);
     /// Waits up to `timeout` for everything published to be acknowledged.
     fn flush(&self, _timeout: Duration) {}
+    /// Whether the broker answers now (asked before a run ends for being idle, so an outage
+    /// is never mistaken for having nothing to do).
+    fn is_reachable(&self) -> bool {
+        true
+    }
 }

@@ -43,8 +43,21 @@ fn print_summary(report: &RunReport) {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
+        let mut notes = Vec::new();
+        if counts.dead_letters_without_payload > 0 {
+            notes.push(format!(
+                "{} dead letters written without their payload",
+                counts.dead_letters_without_payload
+            ));
+        }
+        if counts.unfinished > 0 {
+            notes.push(format!(
+                "{} unfinished (uncommitted: delivered again on the next run)",
+                counts.unfinished
+            ));
+        }
         eprintln!(
-            "route {route}: received {}, succeeded {}, filtered {}, retried {}, emitted {}, dead-lettered {}{}",
+            "route {route}: received {}, succeeded {}, filtered {}, retried {}, emitted {}, dead-lettered {}{}{}",
             counts.received,
             counts.succeeded,
             counts.filtered,
@@ -55,7 +68,14 @@ fn print_summary(report: &RunReport) {
                 String::new()
             } else {
                 format!(" ({})", dead.join(", "))
-            }
+            },
+            notes.iter().map(|n| format!("; {n}")).collect::<String>()
+        );
+    }
+    if report.publish_retries > 0 {
+        eprintln!(
+            "publishing: {} events published again after the broker failed to take them",
+            report.publish_retries
         );
     }
     for (topic, lines) in &report.outputs {

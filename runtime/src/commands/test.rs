@@ -53,10 +53,9 @@ fn run_test(options: TestOptions<'_>, out: &mut dyn Write) -> anyhow::Result<()>
         name: name.as_str().into(),
         config: options.config,
         state: MemoryStateStore::shared(),
-        max_emits: options.limits.max_emits as usize,
-        memory_limit: options.limits.memory.0 as usize,
+        limits: options.limits,
     };
-    let plugin = WasmPlugin::new(loaded, context, options.limits.timeout.0);
+    let plugin = WasmPlugin::new(loaded, context);
     let mut handler = plugin.instantiate()?;
     let file = std::fs::File::open(options.events)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", options.events.display()))?;

@@ -184,19 +184,41 @@ pub struct PluginConfig {
     pub limits: Limits,
 }
 
-/// `[plugins.NAME.limits]`.
+/// `[plugins.NAME.limits]`: what one instance may use, and what one event may cost the host.
+///
+/// Every limit holds wherever the plugin is, in Wasm or waiting in a host call; exceeding one
+/// ends the call (time, memory) or gives the plugin an error (outbox, state), never host
+/// memory growth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// `memory = "64MiB"`: the most linear memory one instance may grow to.
     #[serde(default = "default_memory")]
     pub memory: ByteSize,
-    /// `timeout = "1s"`: the longest one `handle` (or `init`) call may run.
+    /// `timeout = "1s"`: the longest one `handle` call may take, blocked host calls included.
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
+    /// `init_timeout = "10s"`: the longest instantiation and `init` may take together (at
+    /// load, on `plexus check`, on a hot reload, and whenever an instance is replaced).
+    #[serde(default = "default_init_timeout")]
+    pub init_timeout: Duration,
     /// `max_emits = 1000`: the most events one `handle` call may stage.
     #[serde(default = "default_max_emits")]
     pub max_emits: u32,
+    /// `max_outbox_bytes = "16MiB"`: the most bytes (payloads, keys, headers and attributes)
+    /// one `handle` call may stage.
+    #[serde(default = "default_max_outbox_bytes")]
+    pub max_outbox_bytes: ByteSize,
+    /// `max_state_keys = 100000`: the most live keys the plugin's state namespace may hold.
+    #[serde(default = "default_max_state_keys")]
+    pub max_state_keys: u64,
+    /// `max_state_bytes = "64MiB"`: the most bytes of keys and values the namespace may hold.
+    #[serde(default = "default_max_state_bytes")]
+    pub max_state_bytes: ByteSize,
+    /// `max_log_bytes = "64KiB"`: the most log text (the `log` import, stdout and stderr)
+    /// one call may write; the rest is dropped and counted in one warning.
+    #[serde(default = "default_max_log_bytes")]
+    pub max_log_bytes: ByteSize,
 }
 
 impl Default for Limits {
@@ -204,7 +226,12 @@ impl Default for Limits {
         Limits {
             memory: default_memory(),
             timeout: default_timeout(),
+            init_timeout: default_init_timeout(),
             max_emits: default_max_emits(),
+            max_outbox_bytes: default_max_outbox_bytes(),
+            max_state_keys: default_max_state_keys(),
+            max_state_bytes: default_max_state_bytes(),
+            max_log_bytes: default_max_log_bytes(),
         }
     }
 }
@@ -215,8 +242,23 @@ fn default_memory() -> ByteSize {
 fn default_timeout() -> Duration {
     Duration(std::time::Duration::from_secs(1))
 }
+fn default_init_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(10))
+}
 fn default_max_emits() -> u32 {
     1000
+}
+fn default_max_outbox_bytes() -> ByteSize {
+    ByteSize(16 << 20)
+}
+fn default_max_state_keys() -> u64 {
+    100_000
+}
+fn default_max_state_bytes() -> ByteSize {
+    ByteSize(64 << 20)
+}
+fn default_max_log_bytes() -> ByteSize {
+    ByteSize(64 << 10)
 }
 
 /// `[routes.NAME]`.
@@ -238,6 +280,15 @@ pub struct RouteConfig {
     pub retry: RetryConfig,
     /// `dead_letter = "shop.orders.dlq"`: where failed events go (default `NAME.dlq`).
     pub dead_letter: Option<Spanned<TopicName>>,
+    /// `max_in_flight = "64MiB"`: the most bytes of events (and what they emitted) the
+    /// route holds unfinished, queued, in a plugin, retried or being published; at this
+    /// the route stops reading until some of it is finished.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: ByteSize,
+}
+
+fn default_max_in_flight() -> ByteSize {
+    ByteSize(64 << 20)
 }
 
 fn default_concurrency() -> Spanned<u32> {

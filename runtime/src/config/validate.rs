@@ -9,6 +9,7 @@ use super::units::check_name;
 const MAX_PARTITIONS: u32 = 1024;
 const MAX_CONCURRENCY: u32 = 1024;
 const MIN_MEMORY: u64 = 1 << 20;
+const MIN_IN_FLIGHT: u64 = 1 << 20;
 
 pub(super) fn validate(spec: &ConfigFile, at: &Locator<'_>) -> Vec<ConfigError> {
     let mut errors = Vec::new();
@@ -38,14 +39,19 @@ pub(super) fn validate(spec: &ConfigFile, at: &Locator<'_>) -> Vec<ConfigError> 
                 ),
             ));
         }
-        if limits.timeout.0.is_zero() {
-            errors.push(at.error(
-                Some(name.span()),
-                format!(
-                    "plugin `{}`: limits.timeout must be more than 0ms",
-                    name.get_ref()
-                ),
-            ));
+        for (key, limit) in [
+            ("timeout", limits.timeout),
+            ("init_timeout", limits.init_timeout),
+        ] {
+            if limit.0.is_zero() {
+                errors.push(at.error(
+                    Some(name.span()),
+                    format!(
+                        "plugin `{}`: limits.{key} must be more than 0ms",
+                        name.get_ref()
+                    ),
+                ));
+            }
         }
     }
     let plugin_names: Vec<&str> = spec.plugins.keys().map(|k| k.get_ref().as_str()).collect();
@@ -73,6 +79,15 @@ pub(super) fn validate(spec: &ConfigFile, at: &Locator<'_>) -> Vec<ConfigError> 
             errors.push(at.error(
                 Some(span_or(route.concurrency.span(), name.span())),
                 format!("route `{route_name}`: concurrency must be between 1 and {MAX_CONCURRENCY}, found {concurrency}"),
+            ));
+        }
+        if route.max_in_flight.0 < MIN_IN_FLIGHT {
+            errors.push(at.error(
+                Some(name.span()),
+                format!(
+                    "route `{route_name}`: max_in_flight must be at least 1MiB, found {}",
+                    route.max_in_flight
+                ),
             ));
         }
         if *route.retry.max_attempts.get_ref() == 0 {

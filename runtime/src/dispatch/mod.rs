@@ -3,44 +3,60 @@
 //! A route's poller thread reads [`Delivery`]s from its [`Source`], skips event types the
 //! route does not take, and hands each delivery to one of `concurrency` workers chosen by key
 //! hash, so events with one key are handled in order by one worker while other keys run in
-//! parallel (keyless events are spread round-robin). Workers run the [`Plugin`]'s handlers
-//! and publish results through the [`Sink`]; the [`tracker::OffsetTracker`] turns finished
-//! events into commit positions the poller commits.
+//! parallel (keyless events are spread round-robin). Workers run the plugin's handlers and
+//! publish results through the [`Publisher`]; the [`tracker::OffsetTracker`] turns finished
+//! events into commit positions the poller commits. What a route holds unfinished is bounded
+//! by its [`budget::Budget`]: when it is spent, the poller pauses its source.
 //!
 //! # Layout
-//! - [`worker`]: one event's life: handle, retry with backoff, publish or dead-letter.
+//! - [`worker`]: one event through the plugin: handle, retry with backoff.
+//! - [`ending`]: how it ends: its emits published, or dead-lettered.
+//! - [`publish`]: publishing that ends (retries what may pass, reports what cannot).
+//! - [`budget`]: the bytes a route may hold unfinished.
 //! - [`tracker`]: commit positions over out-of-order completions.
 //! - [`retry`]: the backoff policy.
 //! - [`deadletter`]: dead-letter events and their headers.
 
+pub mod budget;
 pub mod deadletter;
+mod ending;
+pub mod publish;
 pub mod retry;
 pub mod tracker;
-pub mod worker;
+mod worker;
 
-use crate::broker::{Body, Delivery, Poll, Sink, Source};
+use crate::broker::{Body, Delivery, Poll, Source};
 use crate::event::key_hash;
 use crate::handler::PluginSlot;
 use crate::metrics::RouteMetrics;
 use crate::shutdown::Shutdown;
 use anyhow::Context as _;
+use budget::Budget;
 use crossbeam_channel::{Sender, bounded};
+use publish::Publisher;
 use retry::RetryPolicy;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracker::OffsetTracker;
+use worker::Job;
 
-/// Deliveries taken per poll.
+/// The most deliveries taken per poll (fewer when the route's budget has less room).
 const POLL_BATCH: usize = 512;
 /// Batches queued per worker before the poller waits (backpressure).
 const QUEUE_DEPTH: usize = 4;
 /// How long a poll waits when nothing arrives.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// How long a route whose budget is spent reads nothing without polling its source, before
+/// it pauses the source and polls on (keeping its place in a consumer group).
+const SPENT_WITHOUT_POLLING: Duration = Duration::from_secs(5);
+/// How often a route whose budget is spent looks again.
+const SPENT_RECHECK: Duration = Duration::from_millis(5);
 /// How long revoked partitions may take to finish what was delivered of them.
 const REVOKE_DRAIN: Duration = Duration::from_secs(10);
-/// How long a stopping route waits for its published events to be acknowledged.
-const STOP_FLUSH: Duration = Duration::from_secs(10);
+/// How long a stopping route waits for its published events to be acknowledged (what is
+/// not acknowledged by then stays uncommitted and is delivered again).
+const STOP_FLUSH: Duration = Duration::from_secs(5);
 
 /// Everything a route pipeline needs to know about its route.
 pub struct RouteSpec {
@@ -60,6 +76,9 @@ pub struct RouteSpec {
     pub dead_letter: String,
     /// The longest time between two commits while events flow.
     pub commit_interval: Duration,
+    /// The most bytes of events (and what they emitted) the route holds unfinished before
+    /// it stops reading.
+    pub max_in_flight: u64,
 }
 
 impl RouteSpec {
@@ -98,15 +117,17 @@ impl RunningRoute {
     }
 
     /// Waits for the route to stop (source exhausted, or stopped and drained) and returns
-    /// its source, positioned after what was read (see [`Source::rewind`]).
-    pub fn join(self) -> Option<Box<dyn Source>> {
-        match self.poller.join() {
+    /// its source, positioned after what was read (see [`Source::rewind`]), and how many
+    /// events it left unfinished (uncommitted, so delivered again).
+    pub fn join(self) -> (Option<Box<dyn Source>>, usize) {
+        let source = match self.poller.join() {
             Ok(source) => Some(source),
             Err(_) => {
                 tracing::error!(route = %self.name, "the route's poller panicked");
                 None
             }
-        }
+        };
+        (source, self.tracker.in_flight())
     }
 }
 
@@ -120,12 +141,13 @@ impl RunningRoute {
 pub fn start_route(
     spec: RouteSpec,
     mut source: Box<dyn Source>,
-    sink: Arc<dyn Sink>,
+    publisher: Publisher,
     stop: Shutdown,
     metrics: Arc<RouteMetrics>,
 ) -> anyhow::Result<RunningRoute> {
     let spec = Arc::new(spec);
     let tracker = Arc::new(OffsetTracker::default());
+    let budget = Budget::new(spec.max_in_flight);
     let releasing = tracker.clone();
     source.on_revoke(Box::new(move |partitions| {
         releasing.release(partitions, REVOKE_DRAIN)
@@ -141,18 +163,24 @@ pub fn start_route(
             )
         })?);
     }
+    let route = Arc::new(ending::Route {
+        name: spec.name.clone(),
+        topic: spec.topic.clone(),
+        dead_letter: spec.dead_letter.clone(),
+        tracker: tracker.clone(),
+        metrics: metrics.clone(),
+        publisher: publisher.clone(),
+    });
     let mut queues = Vec::with_capacity(spec.concurrency);
     let mut workers = Vec::with_capacity(spec.concurrency);
     for (index, handler) in handlers.into_iter().enumerate() {
-        let (queue, inbox) = bounded::<Vec<Delivery>>(QUEUE_DEPTH);
+        let (queue, inbox) = bounded::<Vec<Job>>(QUEUE_DEPTH);
         let worker = worker::Worker {
             spec: spec.clone(),
+            route: route.clone(),
             plugin: plugin.clone(),
             generation,
             handler,
-            sink: sink.clone(),
-            tracker: tracker.clone(),
-            metrics: metrics.clone(),
             shutdown: stop.clone(),
         };
         workers.push(
@@ -171,11 +199,15 @@ pub fn start_route(
             let poller = Poller {
                 spec,
                 tracker,
+                budget,
                 metrics,
                 shutdown,
                 next_keyless: 0,
+                spent_since: None,
+                paused: false,
+                exhausted: false,
             };
-            poller.run(source, queues, workers, sink)
+            poller.run(source, queues, workers, publisher)
         })?;
     Ok(RunningRoute {
         name,
@@ -188,35 +220,34 @@ pub fn start_route(
 struct Poller {
     spec: Arc<RouteSpec>,
     tracker: Arc<OffsetTracker>,
+    budget: Arc<Budget>,
     metrics: Arc<RouteMetrics>,
     shutdown: Shutdown,
     next_keyless: usize,
+    /// Since when the budget has been spent, while it is.
+    spent_since: Option<Instant>,
+    /// Whether the source is paused because the budget has been spent for a while.
+    paused: bool,
+    /// Whether the source said nothing will ever arrive again.
+    exhausted: bool,
 }
 
 impl Poller {
     fn run(
         mut self,
         mut source: Box<dyn Source>,
-        queues: Vec<Sender<Vec<Delivery>>>,
+        queues: Vec<Sender<Vec<Job>>>,
         workers: Vec<std::thread::JoinHandle<()>>,
-        sink: Arc<dyn Sink>,
+        publisher: Publisher,
     ) -> Box<dyn Source> {
         let spec = self.spec.clone();
         tracing::info!(route = %spec.name, topic = %spec.topic, plugin = %spec.plugin.current().1.version(), workers = spec.concurrency, "route started");
         let mut last_commit = Instant::now();
-        while !self.shutdown.is_triggered() {
-            let idle = match source.poll(POLL_BATCH, POLL_TIMEOUT) {
-                Ok(Poll::Records(records)) => {
-                    self.dispatch(records, &queues);
-                    false
-                }
-                Ok(Poll::Idle) => true,
-                Ok(Poll::Exhausted) => break,
-                Err(error) => {
-                    tracing::warn!(route = %spec.name, %error, "poll failed; retrying");
-                    self.shutdown.wait_timeout(Duration::from_secs(1));
-                    true
-                }
+        while !self.shutdown.is_triggered() && !self.exhausted {
+            let idle = if self.wait_while_spent(source.as_mut()) {
+                true
+            } else {
+                self.poll(source.as_mut(), &queues)
             };
             if idle || last_commit.elapsed() >= spec.commit_interval {
                 commit(&spec.name, source.as_mut(), &self.tracker);
@@ -230,7 +261,9 @@ impl Poller {
             }
         }
         // What the workers published must be acknowledged before its events count as done.
-        sink.flush(STOP_FLUSH);
+        publisher.sink().flush(STOP_FLUSH);
+        // Nothing more will finish: a revoke while the source closes must not wait for it.
+        self.tracker.stop_waiting();
         commit(&spec.name, source.as_mut(), &self.tracker);
         if let Err(error) = source.close() {
             tracing::warn!(route = %spec.name, %error, "final commit failed; the last events will be delivered again");
@@ -243,10 +276,59 @@ impl Poller {
         source
     }
 
+    /// Polls once and dispatches what came; whether nothing came.
+    fn poll(&mut self, source: &mut dyn Source, queues: &[Sender<Vec<Job>>]) -> bool {
+        let batch = self.budget.events_that_fit(POLL_BATCH);
+        match source.poll(batch, POLL_TIMEOUT) {
+            Ok(Poll::Records(records)) => {
+                self.dispatch(records, queues);
+                false
+            }
+            Ok(Poll::Idle) => true,
+            Ok(Poll::Exhausted) => {
+                self.exhausted = true;
+                true
+            }
+            Err(error) => {
+                tracing::warn!(route = %self.spec.name, %error, "poll failed; retrying");
+                self.shutdown.wait_timeout(Duration::from_secs(1));
+                true
+            }
+        }
+    }
+
+    /// While the route holds as much as its budget allows, reads nothing: for a moment by
+    /// not polling (what the broker client prefetched stays where it is), then, if it
+    /// lasts, by pausing the source and polling on, so the subscription stays alive through
+    /// a long wait (a broker outage, a slow plugin). Resumes once enough is finished.
+    /// Whether it waited instead of reading.
+    fn wait_while_spent(&mut self, source: &mut dyn Source) -> bool {
+        if !self.budget.is_spent() {
+            self.spent_since = None;
+            if self.paused {
+                self.paused = false;
+                source.set_paused(false);
+                tracing::debug!(route = %self.spec.name, held_bytes = self.budget.used(), "in-flight budget has room again: reading resumed");
+            }
+            return false;
+        }
+        let since = *self.spent_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < SPENT_WITHOUT_POLLING {
+            self.shutdown.wait_timeout(SPENT_RECHECK);
+            return true;
+        }
+        if !self.paused {
+            self.paused = true;
+            source.set_paused(true);
+            tracing::debug!(route = %self.spec.name, held_bytes = self.budget.used(), "in-flight budget spent for a while: source paused");
+        }
+        false
+    }
+
     /// Filters a batch and queues each delivery with the worker that owns its key.
-    fn dispatch(&mut self, records: Vec<Delivery>, queues: &[Sender<Vec<Delivery>>]) {
+    fn dispatch(&mut self, records: Vec<Delivery>, queues: &[Sender<Vec<Job>>]) {
         RouteMetrics::add(&self.metrics.received, records.len() as u64);
-        let mut batches: Vec<Vec<Delivery>> = vec![Vec::new(); queues.len()];
+        let mut batches: Vec<Vec<Job>> = (0..queues.len()).map(|_| Vec::new()).collect();
         for delivery in records {
             self.tracker.begin(delivery.partition, delivery.offset);
             if !self.spec.takes(&delivery) {
@@ -254,9 +336,9 @@ impl Poller {
                 self.tracker.finish(delivery.partition, delivery.offset);
                 continue;
             }
-            let key = match &delivery.body {
-                Body::Event(event) => event.key.as_deref(),
-                Body::Undecodable(record) => record.key.as_deref(),
+            let (key, size) = match &delivery.body {
+                Body::Event(event) => (event.key.as_deref(), event.size()),
+                Body::Undecodable(record) => (record.key.as_deref(), record.raw.len()),
             };
             let worker = match key {
                 Some(key) => (key_hash(key) % queues.len() as u64) as usize,
@@ -265,7 +347,8 @@ impl Poller {
                     self.next_keyless
                 }
             };
-            batches[worker].push(delivery);
+            let hold = self.budget.hold(size);
+            batches[worker].push(Job { delivery, hold });
         }
         for (queue, batch) in queues.iter().zip(batches) {
             // A send fails only when the worker stopped for shutdown; the batch then stays

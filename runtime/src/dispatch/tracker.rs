@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Default)]
@@ -23,6 +24,8 @@ struct PartitionTrack {
 #[derive(Default)]
 pub struct OffsetTracker {
     partitions: Mutex<BTreeMap<u32, PartitionTrack>>,
+    /// Set once the route's workers have stopped: nothing unfinished will finish any more.
+    stopped: AtomicBool,
 }
 
 impl OffsetTracker {
@@ -77,12 +80,22 @@ impl OffsetTracker {
         }
     }
 
+    /// Says that the route's workers have stopped, so [`Self::release`] waits for nothing:
+    /// what was queued and not handled will never finish here.
+    pub fn stop_waiting(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+
     /// For partitions being taken away: waits up to `timeout` for their delivered events to
-    /// finish, then forgets them and returns their commit positions. Events that finish
-    /// later are ignored (the partitions' new owner reads them again).
+    /// finish (not at all once the workers stopped), then forgets them and returns their
+    /// commit positions. Events that finish later are ignored (the partitions' new owner
+    /// reads them again).
     pub fn release(&self, partitions: &[u32], timeout: Duration) -> Vec<(u32, u64)> {
         let deadline = Instant::now() + timeout;
         loop {
+            if self.stopped.load(Ordering::SeqCst) {
+                break;
+            }
             let busy = {
                 let tracks = self.partitions.lock().expect("tracker lock");
                 partitions
@@ -156,6 +169,18 @@ mod tests {
             tracker.take_commits().is_empty(),
             "a released partition is forgotten"
         );
+    }
+
+    #[test]
+    fn release_waits_for_nothing_once_the_workers_stopped() {
+        let tracker = OffsetTracker::default();
+        tracker.begin(0, 1);
+        tracker.begin(0, 2);
+        tracker.finish(0, 1);
+        tracker.stop_waiting();
+        let started = Instant::now();
+        assert_eq!(tracker.release(&[0], Duration::from_secs(60)), vec![(0, 2)]);
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Where a plugin's WASI stdout and stderr go: into the host log, line by line, with the
 //! last lines of stderr kept so a trap's dead-letter reason can say what the guest printed
-//! (a Rust panic message, typically).
+//! (a Rust panic message, typically). What a plugin writes to the log in one call, through
+//! these streams or the `log` import, is held to its [`LogBudget`].
 
 use bytes::Bytes;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -19,12 +21,63 @@ pub enum Stream {
     Stderr,
 }
 
+/// The log bytes one call may write (`max_log_bytes`); what goes over is dropped and
+/// counted, so a plugin cannot flood the host's log or its disk.
+pub struct LogBudget {
+    limit: u64,
+    used: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl LogBudget {
+    /// A budget of `limit` bytes per call.
+    pub fn new(limit: u64) -> Self {
+        LogBudget {
+            limit,
+            used: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// The budget per call.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Whether `bytes` more may be written; if not, they are counted as dropped.
+    pub fn admit(&self, bytes: usize) -> bool {
+        let bytes = bytes as u64;
+        let admitted = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used + bytes <= self.limit).then_some(used + bytes)
+            })
+            .is_ok();
+        if !admitted {
+            self.dropped.fetch_add(bytes, Ordering::Relaxed);
+        }
+        admitted
+    }
+
+    /// Bytes dropped since the last reset.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Starts a new call's budget.
+    pub fn reset(&self) {
+        self.used.store(0, Ordering::Relaxed);
+        self.dropped.store(0, Ordering::Relaxed);
+    }
+}
+
 /// One guest stream; clones share the buffer.
 #[derive(Clone)]
 pub struct GuestOutput {
     plugin: Arc<str>,
     stream: Stream,
     inner: Arc<Mutex<Buffers>>,
+    budget: Arc<LogBudget>,
 }
 
 #[derive(Default)]
@@ -36,13 +89,21 @@ struct Buffers {
 }
 
 impl GuestOutput {
-    /// A stream of `plugin`.
-    pub fn new(plugin: Arc<str>, stream: Stream) -> Self {
+    /// A stream of `plugin`, logging within `budget`.
+    pub fn new(plugin: Arc<str>, stream: Stream, budget: Arc<LogBudget>) -> Self {
         GuestOutput {
             plugin,
             stream,
             inner: Arc::default(),
+            budget,
         }
+    }
+
+    /// Forgets what was written so far (before a new call).
+    pub fn clear_recent(&self) {
+        let mut buffers = self.inner.lock().expect("guest output lock");
+        buffers.partial.clear();
+        buffers.tail.clear();
     }
 
     /// Takes what was written since the last call (complete and partial lines), trimmed.
@@ -59,11 +120,13 @@ impl GuestOutput {
         buffers.partial.extend_from_slice(bytes);
         while let Some(end) = buffers.partial.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buffers.partial.drain(..=end).collect();
-            let text = String::from_utf8_lossy(&line);
-            let text = text.trim_end();
-            match self.stream {
-                Stream::Stdout => tracing::debug!(plugin = %self.plugin, "stdout: {text}"),
-                Stream::Stderr => tracing::warn!(plugin = %self.plugin, "stderr: {text}"),
+            if self.budget.admit(line.len()) {
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim_end();
+                match self.stream {
+                    Stream::Stdout => tracing::debug!(plugin = %self.plugin, "stdout: {text}"),
+                    Stream::Stderr => tracing::warn!(plugin = %self.plugin, "stderr: {text}"),
+                }
             }
             if self.stream == Stream::Stderr {
                 buffers.tail.extend_from_slice(&line);

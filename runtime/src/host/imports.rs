@@ -1,10 +1,11 @@
 //! The host side of the `plexus:plugin` imports: what happens when a plugin logs, emits,
-//! reads its config or the clock, or touches its state.
+//! reads its config or the clock, or touches its state. Each holds the plugin to its limits
+//! (log bytes, outbox events and bytes, state quota) before the host keeps anything.
 
 use super::store::HostState;
 use crate::bindings::plexus::plugin::{clock, config, emitter, log, state, types};
-use crate::config::units::TopicName;
-use crate::event::{OutgoingEvent, now_millis};
+use crate::config::units::{ByteSize, TopicName};
+use crate::event::{OutgoingEvent, now_millis, outgoing_size};
 use crate::state::StateError;
 use std::time::Duration;
 
@@ -12,6 +13,9 @@ impl types::Host for HostState {}
 
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) {
+        if !self.log_budget.admit(message.len()) {
+            return;
+        }
         let plugin = &*self.plugin.name;
         match level {
             log::Level::Trace => tracing::trace!(plugin, "{message}"),
@@ -25,17 +29,28 @@ impl log::Host for HostState {
 
 impl emitter::Host for HostState {
     fn emit(&mut self, event: OutgoingEvent) -> Result<(), String> {
-        if self.outbox.len() >= self.plugin.max_emits {
+        let limits = &self.plugin.limits;
+        if self.outbox.events.len() >= limits.max_emits as usize {
             return Err(format!(
-                "emit limit reached: at most {} events per handled event",
-                self.plugin.max_emits
+                "emit limit reached: at most {} events per handled event (limits.max_emits)",
+                limits.max_emits
+            ));
+        }
+        let size = outgoing_size(&event);
+        let budget = limits.max_outbox_bytes.0 as usize;
+        if self.outbox.bytes + size > budget {
+            return Err(format!(
+                "outbox limit reached: this event of {} would take the staged events past {} per handled event (limits.max_outbox_bytes)",
+                ByteSize(size as u64),
+                limits.max_outbox_bytes
             ));
         }
         event.topic.parse::<TopicName>()?;
         if event.type_.is_empty() {
             return Err("an emitted event needs a type".to_owned());
         }
-        self.outbox.push(event);
+        self.outbox.bytes += size;
+        self.outbox.events.push(event);
         Ok(())
     }
 }
@@ -68,34 +83,36 @@ fn to_wit(error: StateError) -> state::StateError {
 }
 
 impl state::Host for HostState {
-    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, state::StateError> {
-        self.plugin
-            .state
-            .get(&self.plugin.name, &key)
-            .map_err(to_wit)
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, state::StateError> {
+        let plugin = &self.plugin;
+        plugin.state.get(&plugin.name, &key).await.map_err(to_wit)
     }
 
-    fn set(
+    async fn set(
         &mut self,
         key: String,
         value: Vec<u8>,
         ttl_millis: Option<u64>,
     ) -> Result<(), state::StateError> {
         let ttl = ttl_millis.map(Duration::from_millis);
-        self.plugin
+        let plugin = &self.plugin;
+        plugin
             .state
-            .set(&self.plugin.name, &key, value, ttl)
+            .set(&plugin.name, plugin.state_quota(), &key, value, ttl)
+            .await
             .map_err(to_wit)
     }
 
-    fn delete(&mut self, key: String) -> Result<bool, state::StateError> {
-        self.plugin
+    async fn delete(&mut self, key: String) -> Result<bool, state::StateError> {
+        let plugin = &self.plugin;
+        plugin
             .state
-            .delete(&self.plugin.name, &key)
+            .delete(&plugin.name, &key)
+            .await
             .map_err(to_wit)
     }
 
-    fn compare_and_swap(
+    async fn compare_and_swap(
         &mut self,
         key: String,
         expected: Option<Vec<u8>>,
@@ -103,9 +120,18 @@ impl state::Host for HostState {
         ttl_millis: Option<u64>,
     ) -> Result<bool, state::StateError> {
         let ttl = ttl_millis.map(Duration::from_millis);
-        self.plugin
+        let plugin = &self.plugin;
+        plugin
             .state
-            .compare_and_swap(&self.plugin.name, &key, expected.as_deref(), new, ttl)
+            .compare_and_swap(
+                &plugin.name,
+                plugin.state_quota(),
+                &key,
+                expected.as_deref(),
+                new,
+                ttl,
+            )
+            .await
             .map_err(to_wit)
     }
 }

@@ -1,14 +1,19 @@
 //! Running a loaded plugin: [`WasmPlugin`] makes initialised instances, [`WasmHandler`] calls
-//! `handle` under the time and memory limits and classifies what went wrong.
+//! `handle` under the plugin's limits and classifies what went wrong.
 //!
-//! An instance that trapped (panic, timeout, memory limit) is never entered again: the
-//! handler drops its store, which frees its memory, and instantiates afresh (a cheap step
-//! from the pre-instantiated component) before the next event.
+//! Every call (instantiation and `init` together, or one `handle`) runs under two guards
+//! with the same limit: epoch interruption traps a guest computing past it, and
+//! [`deadline::run`] abandons a guest waiting in a host call past it. An instance that
+//! trapped or was abandoned is never entered again: the handler drops its store, which frees
+//! its memory, and instantiates afresh (a cheap step from the pre-instantiated component)
+//! before the next event.
 
 use super::component::LoadedPlugin;
+use super::deadline::{self, Raced};
 use super::engine::PlexusEngine;
 use super::store::{HostState, PluginContext};
 use crate::bindings::{Consumer, HandleError};
+use crate::config::units::ByteSize;
 use crate::event::Event;
 use crate::handler::{Handler, Outcome, Plugin};
 use crate::metrics::FailureKind;
@@ -17,19 +22,18 @@ use std::time::Duration;
 use wasmtime::{Store, Trap};
 
 /// A plugin backed by a wasm component.
+#[derive(Clone)]
 pub struct WasmPlugin {
     loaded: Arc<LoadedPlugin>,
     context: Arc<PluginContext>,
-    timeout: Duration,
 }
 
 impl WasmPlugin {
-    /// A plugin running `loaded` with `context`, each call limited to `timeout`.
-    pub fn new(loaded: LoadedPlugin, context: PluginContext, timeout: Duration) -> Self {
+    /// A plugin running `loaded` with `context` (which carries its limits).
+    pub fn new(loaded: LoadedPlugin, context: PluginContext) -> Self {
         WasmPlugin {
             loaded: Arc::new(loaded),
             context: Arc::new(context),
-            timeout,
         }
     }
 
@@ -45,17 +49,42 @@ impl WasmPlugin {
         );
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(PlexusEngine::ticks_for(self.timeout));
-        let consumer = self
-            .loaded
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(&mut store, e, self.timeout, "instantiating"))?;
+        let limit = self.context.limits.init_timeout.0;
+        store.set_epoch_deadline(PlexusEngine::ticks_for(limit));
         let config = self.context.config.clone();
-        match consumer.call_init(&mut store, &config) {
-            Ok(Ok(())) => Ok(Live { store, consumer }),
-            Ok(Err(message)) => Err((FailureKind::Unavailable, format!("init failed: {message}"))),
-            Err(error) => Err(classify(&mut store, error, self.timeout, "init")),
+        let pre = &self.loaded.pre;
+        let mut during = "instantiating";
+        let raced = deadline::run(limit, async {
+            let consumer = pre.instantiate_async(&mut store).await?;
+            during = "init";
+            let init = consumer.call_init(&mut store, &config).await?;
+            Ok::<_, wasmtime::Error>((consumer, init))
+        });
+        self.report_dropped_logs(&store, "init");
+        match raced {
+            Raced::Finished(Ok((consumer, Ok(())))) => Ok(Live { store, consumer }),
+            Raced::Finished(Ok((_, Err(message)))) => {
+                Err((FailureKind::Unavailable, format!("init failed: {message}")))
+            }
+            Raced::Finished(Err(error)) => {
+                Err(classify(&mut store, Stop::Trapped(error), limit, during))
+            }
+            Raced::Abandoned => Err(classify(&mut store, Stop::Abandoned, limit, during)),
+        }
+    }
+
+    /// Says once per call how much log output went over the plugin's budget.
+    fn report_dropped_logs(&self, store: &Store<HostState>, call: &str) {
+        let budget = &store.data().log_budget;
+        let dropped = budget.dropped();
+        if dropped > 0 {
+            tracing::warn!(
+                plugin = %self.context.name,
+                call,
+                dropped_bytes = dropped,
+                "log output over the limit of {} per call (limits.max_log_bytes) was dropped",
+                ByteSize(budget.limit())
+            );
         }
     }
 }
@@ -74,11 +103,7 @@ impl Plugin for WasmPlugin {
             .live_instance()
             .map_err(|(_, message)| anyhow::anyhow!("{message}"))?;
         Ok(Box::new(WasmHandler {
-            plugin: WasmPlugin {
-                loaded: self.loaded.clone(),
-                context: self.context.clone(),
-                timeout: self.timeout,
-            },
+            plugin: self.clone(),
             live: Some(live),
         }))
     }
@@ -113,19 +138,24 @@ impl Handler for WasmHandler {
             mut store,
             consumer,
         } = live;
-        let state = store.data_mut();
-        state.outbox.clear();
-        state.limiter.hit = false;
-        state.stderr.take_recent();
-        store.set_epoch_deadline(PlexusEngine::ticks_for(self.plugin.timeout));
-        let result = consumer.call_handle(&mut store, event);
-        let outcome = match result {
-            Ok(Ok(())) => Outcome::Done(std::mem::take(&mut store.data_mut().outbox)),
-            Ok(Err(HandleError::Retry(reason))) => Outcome::Retry(reason),
-            Ok(Err(HandleError::Reject(reason))) => Outcome::Failed(FailureKind::Rejected, reason),
-            Err(error) => {
-                let (kind, reason) = classify(&mut store, error, self.plugin.timeout, "handle");
-                // The instance is poisoned; dropping the store frees it.
+        store.data_mut().begin_call();
+        let limit = self.plugin.context.limits.timeout.0;
+        store.set_epoch_deadline(PlexusEngine::ticks_for(limit));
+        let raced = deadline::run(limit, consumer.call_handle(&mut store, event));
+        self.plugin.report_dropped_logs(&store, "handle");
+        let outcome = match raced {
+            Raced::Finished(Ok(Ok(()))) => Outcome::Done(store.data_mut().outbox.take()),
+            Raced::Finished(Ok(Err(HandleError::Retry(reason)))) => Outcome::Retry(reason),
+            Raced::Finished(Ok(Err(HandleError::Reject(reason)))) => {
+                Outcome::Failed(FailureKind::Rejected, reason)
+            }
+            // The instance is poisoned (or was left mid-call); dropping the store frees it.
+            Raced::Finished(Err(error)) => {
+                let (kind, reason) = classify(&mut store, Stop::Trapped(error), limit, "handle");
+                return Outcome::Failed(kind, reason);
+            }
+            Raced::Abandoned => {
+                let (kind, reason) = classify(&mut store, Stop::Abandoned, limit, "handle");
                 return Outcome::Failed(kind, reason);
             }
         };
@@ -134,23 +164,40 @@ impl Handler for WasmHandler {
     }
 }
 
-/// Names what stopped a call: the time limit, the memory limit, or a trap, with whatever
-/// the guest printed to stderr just before (a panic message, typically).
+/// How a call stopped without returning.
+enum Stop {
+    /// It trapped (a panic, the epoch deadline, a refused memory growth, ...).
+    Trapped(wasmtime::Error),
+    /// Its deadline passed while it waited in a host call.
+    Abandoned,
+}
+
+/// Names what stopped a call: the time limit, the memory limit, a stack overflow or another
+/// trap, with whatever the guest printed to stderr just before (a panic message, typically).
 fn classify(
     store: &mut Store<HostState>,
-    error: wasmtime::Error,
-    timeout: Duration,
+    stop: Stop,
+    limit: Duration,
     during: &str,
 ) -> (FailureKind, String) {
     let state = store.data_mut();
     let printed = state.stderr.take_recent();
+    let millis = limit.as_millis();
+    let error = match stop {
+        Stop::Abandoned => {
+            return (
+                FailureKind::Timeout,
+                format!(
+                    "{during} exceeded the time limit of {millis}ms while waiting in a host call"
+                ),
+            );
+        }
+        Stop::Trapped(error) => error,
+    };
     if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         return (
             FailureKind::Timeout,
-            format!(
-                "{during} exceeded the time limit of {}ms",
-                timeout.as_millis()
-            ),
+            format!("{during} exceeded the time limit of {millis}ms"),
         );
     }
     if state.limiter.hit {
@@ -158,18 +205,48 @@ fn classify(
             FailureKind::MemoryLimit,
             format!(
                 "{during} tried to grow memory past the limit of {}",
-                crate::config::units::ByteSize(state.plugin.memory_limit as u64)
+                ByteSize(state.limiter.limit() as u64)
             ),
         );
     }
-    let trap = match error.downcast_ref::<Trap>() {
-        Some(trap) => trap.to_string(),
-        None => format!("{}", error.root_cause()),
-    };
+    let trap = describe_trap(&error);
     let reason = if printed.is_empty() {
         format!("{during} trapped: {trap}")
     } else {
         format!("{during} trapped: {trap}; guest stderr: {printed}")
     };
     (FailureKind::Trap, reason)
+}
+
+/// Frames of one function at the top of a backtrace that make an out-of-bounds access
+/// read as a stack overflow (wasmtime keeps the 20 innermost frames).
+const RECURSION_FRAMES: usize = 16;
+
+/// The trap in words, naming stack overflows as such: wasmtime's own (the native stack of
+/// nested wasm calls) and the guest's. Toolchains like Rust's keep the stack in linear
+/// memory; when it runs out the stack pointer wraps below 0 and the next write is out of
+/// bounds, deep inside a recursion.
+fn describe_trap(error: &wasmtime::Error) -> String {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => {
+            "stack overflow (wasm calls nested deeper than the host's stack allows)".to_owned()
+        }
+        Some(Trap::MemoryOutOfBounds) if deep_recursion(error) => {
+            "stack overflow: the guest's stack ran out (an out-of-bounds memory access at the bottom of a deep recursion)".to_owned()
+        }
+        Some(trap) => trap.to_string(),
+        None => format!("{}", error.root_cause()),
+    }
+}
+
+/// Whether the trap's backtrace is one function calling itself, frame after frame.
+fn deep_recursion(error: &wasmtime::Error) -> bool {
+    let Some(trace) = error.downcast_ref::<wasmtime::WasmBacktrace>() else {
+        return false;
+    };
+    let frames = trace.frames();
+    frames.len() >= RECURSION_FRAMES
+        && frames[..RECURSION_FRAMES]
+            .iter()
+            .all(|f| f.func_index() == frames[0].func_index())
 }

@@ -1,5 +1,7 @@
 //! Wiring: the one place that decides what a plugin can import. WASI (with the empty
-//! context from [`super::store`]) and the `plexus:plugin` interfaces; nothing else.
+//! context from [`super::store`]) and the `plexus:plugin` interfaces; nothing else. Both
+//! are linked for async calls, so a guest waiting in a host call can be abandoned at its
+//! deadline.
 
 use super::store::HostState;
 use crate::bindings::Consumer;
@@ -8,7 +10,7 @@ use wasmtime::component::{HasSelf, Linker};
 /// A linker providing everything the `consumer` world may import.
 pub fn consumer_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     Consumer::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
     Ok(linker)
 }

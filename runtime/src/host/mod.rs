@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`engine`]: engine settings, the epoch ticker (time limits), the compile cache.
 //! - [`component`]: reading, verifying and compiling a plugin file into a [`component::LoadedPlugin`].
-//! - [`store`]: the per-instance host state (WASI context, outbox, memory limiter).
+//! - [`store`]: the per-instance host state (WASI context, outbox, memory limiter, log budget).
+//! - [`deadline`]: runs a guest call on the calling thread until it ends or its time is up.
 //! - [`imports`]: what the host does when a plugin calls `log`, `emit`, `config`, `clock`, `state`.
 //! - [`linker`]: wires WASI and the imports into a linker (separate from implementing them).
 //! - [`instance`]: [`instance::WasmPlugin`] and its handlers: calls, failure classification,
@@ -12,6 +13,7 @@
 //! - [`guest_output`]: a guest's stdout and stderr into the log.
 
 pub mod component;
+pub mod deadline;
 pub mod engine;
 pub mod guest_output;
 pub mod imports;

@@ -1,10 +1,11 @@
 //! What each plugin instance's `Store` holds: its WASI context (empty: no files, no
 //! environment, no network, a frozen clock), the outbox of staged emits, the memory limiter,
-//! and the plugin-wide context shared by all instances.
+//! the log budget, and the plugin-wide context shared by all instances.
 
-use super::guest_output::{GuestOutput, Stream};
+use super::guest_output::{GuestOutput, LogBudget, Stream};
+use crate::config::Limits;
 use crate::event::OutgoingEvent;
-use crate::state::StateStore;
+use crate::state::{Quota, StateStore};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::ResourceLimiter;
@@ -21,10 +22,35 @@ pub struct PluginContext {
     pub config: Vec<(String, String)>,
     /// The state store, namespaced by `name`.
     pub state: Arc<dyn StateStore>,
-    /// The most events one call may stage.
-    pub max_emits: usize,
-    /// The most linear memory an instance may have.
-    pub memory_limit: usize,
+    /// What one instance and one event may use.
+    pub limits: Limits,
+}
+
+impl PluginContext {
+    /// The quota of the plugin's state namespace.
+    pub fn state_quota(&self) -> Quota {
+        Quota {
+            max_keys: self.limits.max_state_keys,
+            max_bytes: self.limits.max_state_bytes.0,
+        }
+    }
+}
+
+/// The events staged by the call in progress, and their size.
+#[derive(Default)]
+pub struct Outbox {
+    /// Staged events, in emit order.
+    pub events: Vec<OutgoingEvent>,
+    /// Their size, as [`crate::event::outgoing_size`] counts it.
+    pub bytes: usize,
+}
+
+impl Outbox {
+    /// Empties the outbox, returning what it held.
+    pub fn take(&mut self) -> Vec<OutgoingEvent> {
+        self.bytes = 0;
+        std::mem::take(&mut self.events)
+    }
 }
 
 /// The data of one instance's store.
@@ -34,19 +60,23 @@ pub struct HostState {
     /// Shared plugin context.
     pub plugin: Arc<PluginContext>,
     /// Events staged by the call in progress.
-    pub outbox: Vec<OutgoingEvent>,
+    pub outbox: Outbox,
     /// Enforces the memory limit and remembers that it was hit.
     pub limiter: MemoryLimiter,
     /// The guest's stderr (its tail explains traps).
     pub stderr: GuestOutput,
+    /// Log bytes the call in progress may still write (shared with stdout and stderr).
+    pub log_budget: Arc<LogBudget>,
 }
 
 impl HostState {
     /// State for a new instance of `plugin`.
     pub fn new(plugin: Arc<PluginContext>) -> Self {
-        let stderr = GuestOutput::new(plugin.name.clone(), Stream::Stderr);
+        let log_budget = Arc::new(LogBudget::new(plugin.limits.max_log_bytes.0));
+        let stderr = GuestOutput::new(plugin.name.clone(), Stream::Stderr, log_budget.clone());
+        let stdout = GuestOutput::new(plugin.name.clone(), Stream::Stdout, log_budget.clone());
         let wasi = WasiCtxBuilder::new()
-            .stdout(GuestOutput::new(plugin.name.clone(), Stream::Stdout))
+            .stdout(stdout)
             .stderr(stderr.clone())
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
@@ -58,13 +88,22 @@ impl HostState {
             wasi,
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
-                limit: plugin.memory_limit,
+                limit: plugin.limits.memory.0 as usize,
                 hit: false,
             },
             plugin,
-            outbox: Vec::new(),
+            outbox: Outbox::default(),
             stderr,
+            log_budget,
         }
+    }
+
+    /// Clears what one call leaves behind, before the next.
+    pub fn begin_call(&mut self) {
+        self.outbox.take();
+        self.limiter.hit = false;
+        self.stderr.clear_recent();
+        self.log_budget.reset();
     }
 }
 
@@ -104,6 +143,13 @@ pub struct MemoryLimiter {
     limit: usize,
     /// Set when a growth was refused; cleared before each call.
     pub hit: bool,
+}
+
+impl MemoryLimiter {
+    /// The limit, in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
 }
 
 /// The most table elements an instance may have.

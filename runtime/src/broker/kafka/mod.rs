@@ -4,14 +4,21 @@
 //! Offsets are committed explicitly, only positions the dispatcher reports finished; on a
 //! rebalance the revoked partitions are drained and committed (synchronously) before they
 //! are released. Produced events are acknowledged through the delivery callback; a batch's
-//! [`Completion`] runs once every event of it is acknowledged.
+//! [`Completion`] runs once every event of it is acknowledged or failed, and hands back the
+//! failed ones with their errors classified: permanent (too large, invalid topic, not
+//! authorised) or worth retrying (timeouts, a broker down, a full local queue). A failed
+//! event is decoded back from the record librdkafka returns with the failure, so nothing is
+//! kept per event while it is in flight.
 //!
 //! # Layout
 //! - [`binding`]: the CloudEvents Kafka binding (binary out; binary or structured in).
 
 pub mod binding;
 
-use super::{Body, BrokerError, Completion, Delivery, Poll, RevokeHook, Sink, Source, Undecodable};
+use super::{
+    Body, BrokerError, Completion, Delivery, Poll, RevokeHook, Sink, Source, Undecodable,
+    Undelivered,
+};
 use crate::event::{Event, Header};
 use binding::KafkaRecord;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -25,7 +32,14 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long `publish` waits for room in librdkafka's local queue before handing the events
+/// back as unavailable (to be retried later, off the caller's thread).
+const QUEUE_FULL_WAIT: Duration = Duration::from_secs(1);
+
+/// How long a reachability check waits for the cluster's metadata.
+const REACHABLE_WAIT: Duration = Duration::from_secs(2);
 
 /// How to reach the cluster and how to name consumer groups.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,16 +71,49 @@ fn broker_error(error: KafkaError) -> BrokerError {
     BrokerError::Unavailable(error.to_string())
 }
 
+/// Classifies a produce error: what the broker will never take, or what may pass later.
+fn produce_error(error: &KafkaError) -> BrokerError {
+    use RDKafkaErrorCode as Code;
+    let permanent = matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::MessageSizeTooLarge
+                | Code::InvalidMessageSize
+                | Code::MessageBatchTooLarge
+                | Code::InvalidMessage
+                | Code::InvalidRecord
+                | Code::InvalidTopic
+                | Code::UnknownTopic
+                | Code::UnknownTopicOrPartition
+                | Code::UnknownPartition
+                | Code::TopicAuthorizationFailed
+                | Code::ClusterAuthorizationFailed
+                | Code::InvalidArgument
+                | Code::BadMessage
+        )
+    );
+    if permanent {
+        BrokerError::Refused(error.to_string())
+    } else {
+        BrokerError::Unavailable(error.to_string())
+    }
+}
+
 impl KafkaBroker {
-    /// Creates the producer. (Connections are made lazily by librdkafka.)
+    /// Creates the producer. (Connections are made lazily by librdkafka.) The defaults below
+    /// come first, so `[broker.properties]` can change them.
     pub fn connect(settings: KafkaSettings) -> Result<KafkaBroker, BrokerError> {
-        let mut config = client_config(&settings);
+        let mut config = ClientConfig::new();
         config
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
-            // Ride out a broker restart: retry for up to five minutes before failing.
+            // librdkafka retries for this long before failing a message; Plexus retries
+            // such failures again itself, for as long as it runs.
             .set("message.timeout.ms", "300000");
+        for (key, value) in client_config(&settings).config_map() {
+            config.set(key, value);
+        }
         let producer = config
             .create_with_context(DeliveryContext)
             .map_err(broker_error)?;
@@ -94,6 +141,7 @@ impl KafkaBroker {
         Ok(KafkaSource {
             consumer,
             topic: topic.to_owned(),
+            paused: false,
         })
     }
 
@@ -125,17 +173,25 @@ impl KafkaBroker {
     /// Publishes raw bytes (a line that is not a CloudEvent) to `topic`, and waits for it.
     pub fn publish_raw(&self, topic: &str, value: &[u8]) -> Result<(), BrokerError> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let batch = Batch::new(1, Box::new(move |result| drop(tx.send(result))));
+        let batch = Batch::new(
+            1,
+            Box::new(move |failed| drop(tx.send(failed.into_iter().next()))),
+        );
         let record = KafkaRecord {
             value: value.to_vec(),
             ..KafkaRecord::default()
         };
-        self.send(topic, &record, batch);
-        rx.recv()
-            .unwrap_or_else(|_| Err(BrokerError::Unavailable("delivery report lost".into())))
+        self.send(topic, &record, &batch);
+        match rx.recv() {
+            Ok(None) => Ok(()),
+            Ok(Some((_, error))) => Err(error),
+            Err(_) => Err(BrokerError::Unavailable("delivery report lost".into())),
+        }
     }
 
-    fn send(&self, topic: &str, record: &KafkaRecord, batch: Arc<Batch>) {
+    /// Hands `record` to librdkafka as part of `batch`; a failure to do so counts as its
+    /// acknowledgement.
+    fn send(&self, topic: &str, record: &KafkaRecord, batch: &Arc<Batch>) {
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for (name, value) in &record.headers {
             headers = headers.insert(KafkaHeader {
@@ -152,16 +208,20 @@ impl KafkaBroker {
         if let Some(timestamp) = record.timestamp {
             message = message.timestamp(timestamp);
         }
+        let started = Instant::now();
         loop {
             match self.producer.send(message) {
                 Ok(()) => return,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    // The local queue is full: wait for acknowledgements to drain it.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if started.elapsed() < QUEUE_FULL_WAIT =>
+                {
+                    // The local queue is full: wait a little for acknowledgements to drain it.
                     message = back;
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 Err((error, _)) => {
-                    batch.acknowledge(Some(error.to_string()));
+                    let event = binding::decode(record, topic, 0, 0).ok();
+                    batch.acknowledge(Some((produce_error(&error), event)));
                     return;
                 }
             }
@@ -174,9 +234,26 @@ impl Sink for KafkaBroker {
         if events.is_empty() {
             return done(Ok(()));
         }
-        let batch = Batch::new(events.len(), done);
+        let batch = Batch::new(
+            events.len(),
+            Box::new(move |failed| {
+                if failed.is_empty() {
+                    return done(Ok(()));
+                }
+                let undelivered = failed
+                    .into_iter()
+                    .filter_map(|(event, error)| {
+                        Some(Undelivered {
+                            event: event?,
+                            error,
+                        })
+                    })
+                    .collect();
+                done(Err(undelivered));
+            }),
+        );
         for event in &events {
-            self.send(&event.topic, &binding::encode(event), batch.clone());
+            self.send(&event.topic, &binding::encode(event), &batch);
         }
     }
 
@@ -185,36 +262,48 @@ impl Sink for KafkaBroker {
             tracing::warn!(%error, "producer flush incomplete");
         }
     }
+
+    fn is_reachable(&self) -> bool {
+        self.producer
+            .client()
+            .fetch_metadata(None, REACHABLE_WAIT)
+            .is_ok()
+    }
 }
 
-/// Events published together; `done` runs when the last acknowledgement arrives.
+/// Called with the failed records of a batch: why, and the event (unless the record was
+/// raw bytes).
+type BatchEnd = Box<dyn FnOnce(Vec<(Option<Event>, BrokerError)>) + Send>;
+
+/// Records published together; `done` runs when the last one is acknowledged or failed,
+/// with the failed ones handed back.
 struct Batch {
     remaining: AtomicUsize,
-    error: Mutex<Option<String>>,
-    done: Mutex<Option<Completion>>,
+    failed: Mutex<Vec<(Option<Event>, BrokerError)>>,
+    done: Mutex<Option<BatchEnd>>,
 }
 
 impl Batch {
-    fn new(count: usize, done: Completion) -> Arc<Batch> {
+    /// A batch of `count` records.
+    fn new(count: usize, done: BatchEnd) -> Arc<Batch> {
         Arc::new(Batch {
             remaining: AtomicUsize::new(count),
-            error: Mutex::new(None),
+            failed: Mutex::new(Vec::new()),
             done: Mutex::new(Some(done)),
         })
     }
 
-    fn acknowledge(&self, error: Option<String>) {
-        if let Some(error) = error {
-            self.error.lock().expect("batch lock").get_or_insert(error);
+    /// One record is acknowledged, or failed (with the event it held, if any).
+    fn acknowledge(&self, failure: Option<(BrokerError, Option<Event>)>) {
+        if let Some((error, event)) = failure {
+            self.failed.lock().expect("batch lock").push((event, error));
         }
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let result = match self.error.lock().expect("batch lock").take() {
-                Some(error) => Err(BrokerError::Unavailable(error)),
-                None => Ok(()),
-            };
-            if let Some(done) = self.done.lock().expect("batch lock").take() {
-                done(result);
-            }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let failed = std::mem::take(&mut *self.failed.lock().expect("batch lock"));
+        if let Some(done) = self.done.lock().expect("batch lock").take() {
+            done(failed);
         }
     }
 }
@@ -240,7 +329,12 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Arc<Batch>>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, batch: Self::DeliveryOpaque) {
-        batch.acknowledge(result.as_ref().err().map(|(error, _)| error.to_string()));
+        let failure = result.as_ref().err().map(|(error, message)| {
+            let record = KafkaRecord::from_message(message);
+            let event = binding::decode(&record, message.topic(), 0, 0).ok();
+            (produce_error(error), event)
+        });
+        batch.acknowledge(failure);
     }
 }
 
@@ -304,6 +398,7 @@ fn position_list(topic: &str, positions: &[(u32, u64)]) -> TopicPartitionList {
 pub struct KafkaSource {
     consumer: BaseConsumer<SourceContext>,
     topic: String,
+    paused: bool,
 }
 
 impl KafkaSource {
@@ -330,10 +425,48 @@ impl KafkaSource {
             body,
         }
     }
+
+    /// Pauses or resumes every partition assigned now.
+    fn pause_assigned(&self, pause: bool) {
+        let Ok(assigned) = self.consumer.assignment() else {
+            return;
+        };
+        let result = if pause {
+            self.consumer.pause(&assigned)
+        } else {
+            self.consumer.resume(&assigned)
+        };
+        if let Err(error) = result {
+            tracing::debug!(topic = %self.topic, %error, pause, "pausing or resuming failed");
+        }
+    }
+
+    /// A poll while paused: serves rebalances and liveness, reads nothing. Pausing drops
+    /// what was prefetched and resumes at the next unread offset; a record that still slips
+    /// through (a partition assigned since the last pause) is sought back to, so it is read
+    /// again after the pause.
+    fn poll_paused(&mut self, timeout: Duration) -> Poll {
+        self.pause_assigned(true);
+        if let Some(Ok(message)) = self.consumer.poll(timeout) {
+            let (partition, offset) = (message.partition(), message.offset());
+            drop(message);
+            if let Err(error) =
+                self.consumer
+                    .seek(&self.topic, partition, Offset::Offset(offset), timeout)
+            {
+                tracing::warn!(topic = %self.topic, partition, offset, %error, "could not hold back a record read while paused");
+            }
+            self.pause_assigned(true);
+        }
+        Poll::Idle
+    }
 }
 
 impl Source for KafkaSource {
     fn poll(&mut self, max: usize, timeout: Duration) -> Result<Poll, BrokerError> {
+        if self.paused {
+            return Ok(self.poll_paused(timeout));
+        }
         let mut records = Vec::new();
         let mut wait = timeout;
         while records.len() < max {
@@ -386,6 +519,14 @@ impl Source for KafkaSource {
             ) {
                 tracing::warn!(topic = %self.topic, partition = element.partition(), %error, "rewind failed");
             }
+        }
+    }
+
+    fn set_paused(&mut self, paused: bool) {
+        if self.paused != paused {
+            self.paused = paused;
+            self.pause_assigned(paused);
+            tracing::debug!(topic = %self.topic, paused, "route reading paused or resumed");
         }
     }
 
