@@ -59,7 +59,7 @@ fn a_component_of_another_world_is_refused() {
     let checked = check(&config_with_plugin(&scenario, &plugin("wrong_world"), ""));
     assert_refused(
         &checked,
-        "does not implement the plexus:plugin/consumer@0.1.0 world",
+        "does not implement the plexus:plugin/consumer@0.2.0 world (nor plexus:plugin/consumer@0.1.0)",
     );
 }
 
@@ -145,5 +145,20 @@ fn an_init_that_refuses_its_config_is_reported() {
     assert_refused(
         &checked,
         "init failed: config key `spin`: cannot parse `lots`",
+    );
+}
+
+#[test]
+fn a_plugin_built_against_the_0_1_0_contract_is_accepted_and_named_as_such() {
+    let scenario = Scenario::new();
+    let config = config_with_plugin(&scenario, &plugin("legacy_v01"), "");
+    let checked = check(&config);
+    assert_eq!(checked.code, 0, "{}", checked.stderr);
+    assert!(
+        checked
+            .stdout
+            .contains("(built against plexus:plugin/consumer@0.1.0: extension attributes reach it as text headers)"),
+        "{}",
+        checked.stdout
     );
 }

@@ -6,7 +6,7 @@
 use plexus::Shutdown;
 use plexus::config::Config;
 use plexus::runtime::Runtime;
-use plexus_tests::{PeakRss, Scenario, event_line, plexus_bin, plugin};
+use plexus_tests::{PeakRss, Scenario, attr, event_line, plexus_bin, plugin};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -62,7 +62,7 @@ fn hostile_config_file(
 }
 
 fn header(event: &plexus::event::Event, name: &str) -> String {
-    String::from_utf8_lossy(event.header(name).unwrap_or_default()).into_owned()
+    attr(event, name).unwrap_or_default()
 }
 
 /// Starts `plexus run` on `config`, stderr to `<config>.log`, with a cache in the scenario.
@@ -126,22 +126,22 @@ fn a_plugin_blocked_in_a_host_call_is_stopped_at_its_time_limit_and_the_route_go
             .clone()
     };
     let sleep = by_id("sleep-60s");
-    assert_eq!(header(&sleep, "plexus-dlq-kind"), "timeout");
+    assert_eq!(header(&sleep, "plexusdlqkind"), "timeout");
     assert_eq!(
-        header(&sleep, "plexus-dlq-reason"),
+        header(&sleep, "plexusdlqreason"),
         "handle exceeded the time limit of 500ms while waiting in a host call"
     );
     let looping = by_id("host-forever");
-    assert_eq!(header(&looping, "plexus-dlq-kind"), "timeout");
+    assert_eq!(header(&looping, "plexusdlqkind"), "timeout");
     let recurse = by_id("recurse");
-    assert_eq!(header(&recurse, "plexus-dlq-kind"), "trap");
+    assert_eq!(header(&recurse, "plexusdlqkind"), "trap");
     assert!(
-        header(&recurse, "plexus-dlq-reason").contains("stack overflow"),
+        header(&recurse, "plexusdlqreason").contains("stack overflow"),
         "named as a stack overflow: {}",
-        header(&recurse, "plexus-dlq-reason")
+        header(&recurse, "plexusdlqreason")
     );
     assert_eq!(
-        scenario.output("echo.jsonl").headers("echo-of"),
+        scenario.output("echo.jsonl").attrs("echoof"),
         ["ok-1", "ok-2", "ok-3"],
         "the events after each attack flow"
     );
@@ -294,9 +294,9 @@ fn floods_of_state_outbox_and_log_hit_their_limits_and_host_memory_stays_bounded
         let event = echoed
             .0
             .iter()
-            .find(|e| header(e, "echo-of") == id && e.type_ == "hostile.report")
+            .find(|e| header(e, "echoof") == id && e.type_ == "hostile.report")
             .unwrap_or_else(|| panic!("no report for {id}"));
-        serde_json::from_slice(&event.payload).unwrap()
+        serde_json::from_slice(event.data()).unwrap()
     };
     // State: the namespace holds at most its 100,000 keys, over all four floods.
     let stored: u64 = (0..4)
@@ -343,7 +343,7 @@ fn floods_of_state_outbox_and_log_hit_their_limits_and_host_memory_stays_bounded
     );
     assert!(!log.contains('\u{1b}'), "no colour codes in a log file");
     assert_eq!(report("log-0")["logged"], true);
-    assert!(echoed.headers("echo-of").contains(&"after".to_owned()));
+    assert!(echoed.attrs("echoof").contains(&"after".to_owned()));
     // Memory: 100,000 keys of ~110 bytes, 3 × 8 MiB kept by the embedded broker, a 64 MiB
     // instance and transient copies of 8 MiB emits. Before the limits this run took the
     // host past 1.4 GB.

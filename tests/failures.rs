@@ -1,7 +1,7 @@
 //! Misbehaving events and plugins are contained: each ends in the dead-letter topic with the
 //! right reason and the events after it still flow.
 
-use plexus_tests::{Scenario, event_line, plugin};
+use plexus_tests::{Scenario, attr, event_line, plugin};
 use serde_json::json;
 
 fn misbehave_config(input: &std::path::Path, limits: &str) -> String {
@@ -62,17 +62,17 @@ fn each_failure_is_dead_lettered_with_its_reason_and_later_events_flow() {
 
     let echoed = scenario.output("echo.jsonl");
     assert_eq!(
-        echoed.headers("echo-of"),
+        echoed.attrs("echoof"),
         ["ok-1", "ok-2", "ok-3", "ok-4", "retry-3", "ok-5"]
     );
     let retried = echoed
         .0
         .iter()
-        .find(|e| e.header("echo-of") == Some(b"retry-3"))
+        .find(|e| attr(e, "echoof").as_deref() == Some("retry-3"))
         .unwrap();
     assert_eq!(
-        retried.header("echo-attempt"),
-        Some(&b"3"[..]),
+        attr(retried, "echoattempt").as_deref(),
+        Some("3"),
         "succeeded on the third attempt"
     );
     assert!(
@@ -87,11 +87,11 @@ fn each_failure_is_dead_lettered_with_its_reason_and_later_events_flow() {
             .iter()
             .find(|e| e.id == id)
             .unwrap_or_else(|| panic!("{id} not dead-lettered"));
-        let header = |name: &str| String::from_utf8_lossy(event.header(name).unwrap()).into_owned();
+        let header = |name: &str| attr(event, name).unwrap();
         (
-            header("plexus-dlq-kind"),
-            header("plexus-dlq-reason"),
-            header("plexus-dlq-attempts"),
+            header("plexusdlqkind"),
+            header("plexusdlqreason"),
+            header("plexusdlqattempts"),
         )
     };
     let (kind, reason, _) = reason_of("trap");
@@ -127,12 +127,12 @@ fn each_failure_is_dead_lettered_with_its_reason_and_later_events_flow() {
     assert_eq!(dead.len(), 6);
     let letter = dead.0.iter().find(|e| e.id == "trap").unwrap();
     for (header, value) in [
-        ("plexus-dlq-route", "chaos"),
-        ("plexus-dlq-topic", "in"),
-        ("plexus-dlq-partition", "0"),
-        ("plexus-dlq-offset", "1"),
+        ("plexusdlqroute", "chaos"),
+        ("plexusdlqtopic", "in"),
+        ("plexusdlqpartition", "0"),
+        ("plexusdlqoffset", "1"),
     ] {
-        assert_eq!(letter.header(header), Some(value.as_bytes()), "{header}");
+        assert_eq!(attr(letter, header).as_deref(), Some(value), "{header}");
     }
     assert_eq!(
         letter.type_, "test.trap",

@@ -146,3 +146,44 @@ fn a_state_backend_that_never_answers_cannot_hold_a_call_past_its_time_limit() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_plugin_built_against_the_0_1_0_contract_still_loads_and_works() {
+    let scenario = Scenario::new();
+    let input = scenario.events(
+        "in.jsonl",
+        &[r#"{"specversion":"1.0","id":"e-1","source":"/t","type":"t","time":"2026-01-02T03:04:05.678901Z","dataschema":"https://example.com/s.json","count":5,"urgent":true,"color":"red","data":{"a":1}}"#.to_owned()],
+    );
+    let toml = format!(
+        "[[inputs]]\ntopic = \"in\"\nfile = \"{}\"\n[[outputs]]\ntopic = \"echo\"\nfile = \"echo.jsonl\"\n[plugins.old]\npath = \"{}\"\nconfig = {{ out = \"echo\" }}\n[routes.r]\ntopic = \"in\"\nplugin = \"old\"\n",
+        input.display(),
+        plugin("legacy_v01")
+    );
+    let report = scenario.run(&toml);
+    assert_eq!(report.routes["r"].succeeded, 1);
+    let echoed = scenario.output("echo.jsonl");
+    assert_eq!(echoed.len(), 1);
+    let echo = &echoed.0[0];
+    let seen: serde_json::Value = serde_json::from_slice(echo.data()).unwrap();
+    assert_eq!(
+        seen["headers"],
+        json!({"count": "5", "urgent": "true", "color": "red", "dataschema": "https://example.com/s.json"}),
+        "extension attributes and dataschema reach a 0.1.0 plugin as text headers"
+    );
+    assert_eq!(
+        seen["timestamp"], 1_767_323_045_678_i64,
+        "time in milliseconds"
+    );
+    // What it emits comes back as attributes: headers with valid names as string extensions.
+    assert_eq!(plexus_tests::attr(echo, "color").as_deref(), Some("red"));
+    assert_eq!(plexus_tests::attr(echo, "count").as_deref(), Some("5"));
+    assert_eq!(
+        echo.dataschema.as_deref(),
+        Some("https://example.com/s.json")
+    );
+    assert_eq!(
+        echo.extension("causationid"),
+        Some(&plexus::event::AttributeValue::String("e-1".into())),
+        "the host's lineage is added as for any plugin"
+    );
+}

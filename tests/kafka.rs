@@ -7,7 +7,7 @@ use plexus_tests::kafka::{
     bootstrap, create_topic, event, kill_hard, produce, produce_events, read, spawn_plexus, unique,
     wait_exit, wait_for_records,
 };
-use plexus_tests::{Scenario, example_config, plugin};
+use plexus_tests::{Scenario, attr, example_config, plugin};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -65,7 +65,7 @@ fn assert_all_processed(expected: &BTreeSet<String>, seen: &BTreeSet<String>, wh
 }
 
 fn echo_of(event: &Event) -> String {
-    String::from_utf8_lossy(event.header("echo-of").unwrap_or_default()).into_owned()
+    attr(event, "echoof").unwrap_or_default()
 }
 
 fn events(prefix: &str, count: usize) -> Vec<Event> {
@@ -146,7 +146,7 @@ fn the_shop_chain_runs_end_to_end_through_kafka_topics() {
     let mut messages: Vec<String> = notifications
         .iter()
         .map(|n| {
-            serde_json::from_slice::<serde_json::Value>(&n.payload).unwrap()["message"]
+            serde_json::from_slice::<serde_json::Value>(n.data()).unwrap()["message"]
                 .as_str()
                 .unwrap()
                 .to_owned()
@@ -168,8 +168,8 @@ fn the_shop_chain_runs_end_to_end_through_kafka_topics() {
         .find(|n| n.correlation_id.as_deref() == Some("checkout-1001"))
         .unwrap();
     assert_eq!(
-        first.header("traceparent"),
-        Some(&b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"[..])
+        attr(first, "traceparent").as_deref(),
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
     );
     assert_eq!(
         first.key.as_deref(),
@@ -183,7 +183,7 @@ fn the_shop_chain_runs_end_to_end_through_kafka_topics() {
     );
     let kinds: BTreeSet<String> = dead
         .iter()
-        .map(|d| String::from_utf8_lossy(d.header("plexus-dlq-kind").unwrap()).into_owned())
+        .map(|d| attr(d, "plexusdlqkind").unwrap())
         .collect();
     assert_eq!(
         kinds,
@@ -203,7 +203,7 @@ fn poison_events_are_dead_lettered_and_the_rest_flow() {
     produce(
         &input,
         &[plexus::broker::kafka::binding::KafkaRecord {
-            value: b"not an event at all".to_vec(),
+            value: Some(b"not an event at all".to_vec()),
             ..Default::default()
         }],
     );
@@ -227,8 +227,8 @@ fn poison_events_are_dead_lettered_and_the_rest_flow() {
     let reasons: BTreeMap<String, String> = dead
         .iter()
         .map(|d| {
-            let header = |n: &str| String::from_utf8_lossy(d.header(n).unwrap()).into_owned();
-            (header("plexus-dlq-kind"), header("plexus-dlq-reason"))
+            let header = |n: &str| attr(d, n).unwrap();
+            (header("plexusdlqkind"), header("plexusdlqreason"))
         })
         .collect();
     assert_eq!(reasons["rejected"], "rejected bad");
@@ -241,10 +241,11 @@ fn poison_events_are_dead_lettered_and_the_rest_flow() {
         .find(|d| d.type_ == "plexus.undecodable")
         .unwrap();
     assert_eq!(
-        raw.payload, b"not an event at all",
+        raw.data(),
+        b"not an event at all",
         "the record's bytes are kept"
     );
-    assert_eq!(raw.header("plexus-dlq-offset"), Some(&b"3"[..]));
+    assert_eq!(attr(raw, "plexusdlqoffset").as_deref(), Some("3"));
 }
 
 #[test]
@@ -367,7 +368,7 @@ fn two_processes_share_a_topic_and_one_takes_over_when_the_other_dies() {
     );
     let by_b = echoed
         .iter()
-        .filter(|e| e.header("echo-tag") == Some(b"b"))
+        .filter(|e| attr(e, "echotag").as_deref() == Some("b"))
         .count();
     println!(
         "{} echoes, {at_kill} done when one member was killed, {by_b} by the survivor",
@@ -406,10 +407,10 @@ fn hot_reload_on_kafka_swaps_the_plugin_and_restarts_a_changed_route_without_los
             .unwrap();
         assert!(sent.success());
     };
-    let tagged = |events: &[Event], tag: &[u8]| -> BTreeSet<String> {
+    let tagged = |events: &[Event], tag: &str| -> BTreeSet<String> {
         events
             .iter()
-            .filter(|e| e.header("echo-tag") == Some(tag))
+            .filter(|e| attr(e, "echotag").as_deref() == Some(tag))
             .map(echo_of)
             .collect()
     };
@@ -422,7 +423,7 @@ fn hot_reload_on_kafka_swaps_the_plugin_and_restarts_a_changed_route_without_los
     let started = std::time::Instant::now();
     let swapped = loop {
         let so_far = plexus_tests::kafka::read_for(&out, Duration::from_secs(2));
-        if !tagged(&so_far, b"v2").is_empty() {
+        if !tagged(&so_far, "v2").is_empty() {
             break so_far;
         }
         assert!(
@@ -430,7 +431,7 @@ fn hot_reload_on_kafka_swaps_the_plugin_and_restarts_a_changed_route_without_los
             "v2 never served"
         );
     };
-    let (v1, v2) = (tagged(&swapped, b"v1"), tagged(&swapped, b"v2"));
+    let (v1, v2) = (tagged(&swapped, "v1"), tagged(&swapped, "v2"));
     assert!(!v1.is_empty() && !v2.is_empty());
     assert!(
         v1.is_disjoint(&v2),
@@ -450,7 +451,7 @@ fn hot_reload_on_kafka_swaps_the_plugin_and_restarts_a_changed_route_without_los
         &echoed.iter().map(echo_of).collect(),
         "nothing lost across the reloads",
     );
-    let (v1, v2) = (tagged(&echoed, b"v1"), tagged(&echoed, b"v2"));
+    let (v1, v2) = (tagged(&echoed, "v1"), tagged(&echoed, "v2"));
     let log = std::fs::read_to_string(config.with_extension("log")).unwrap();
     assert!(log.contains("plugin swapped"), "{log}");
     assert!(log.contains("route restarted with new settings"), "{log}");

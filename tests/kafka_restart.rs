@@ -6,7 +6,7 @@ use plexus_tests::kafka::{
     bootstrap, create_topic, event, produce_events, read, spawn_plexus, unique, wait_exit,
     wait_for_records,
 };
-use plexus_tests::{Scenario, plugin, repo};
+use plexus_tests::{Scenario, attr, plugin, repo};
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::sync::Mutex;
@@ -69,10 +69,7 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     broker_up();
     assert_eq!(wait_exit(&mut plexus, Duration::from_secs(240)), 0);
     let echoed = read(&out, 2000, Duration::from_secs(60));
-    let ids: BTreeSet<String> = echoed
-        .iter()
-        .map(|e| String::from_utf8_lossy(e.header("echo-of").unwrap()).into_owned())
-        .collect();
+    let ids: BTreeSet<String> = echoed.iter().map(|e| attr(e, "echoof").unwrap()).collect();
     assert_eq!(
         ids,
         sent.iter().map(|e| e.id.clone()).collect(),
@@ -126,10 +123,7 @@ fn an_outage_longer_than_every_timeout_is_ridden_out_and_nothing_is_lost() {
     assert_eq!(wait_exit(&mut plexus, Duration::from_secs(300)), 0);
     let log = std::fs::read_to_string(config.with_extension("log")).unwrap();
     let echoed = read(&out, 2000, Duration::from_secs(60));
-    let ids: BTreeSet<String> = echoed
-        .iter()
-        .map(|e| String::from_utf8_lossy(e.header("echo-of").unwrap()).into_owned())
-        .collect();
+    let ids: BTreeSet<String> = echoed.iter().map(|e| attr(e, "echoof").unwrap()).collect();
     let expected: BTreeSet<String> = sent.iter().map(|e| e.id.clone()).collect();
     let missing: Vec<&String> = expected.difference(&ids).take(10).collect();
     assert!(

@@ -2,7 +2,7 @@
 //! chain, the catalog fan-out, per-key order under concurrency, deterministic emit ids.
 
 use plexus::event::emitted_event_id;
-use plexus_tests::{Scenario, event_line, example_config, plugin};
+use plexus_tests::{Scenario, attr, event_line, example_config, plugin};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -54,17 +54,15 @@ fn shop_chain_produces_exactly_the_expected_notifications() {
         .find(|e| e.correlation_id.as_deref() == Some("checkout-1001"))
         .expect("o-1001");
     assert_eq!(
-        first.header("traceparent"),
-        Some(&b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"[..])
+        attr(first, "traceparent").as_deref(),
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
     );
     let validated_id = emitted_event_id("order-1001", "validate", 0);
     assert_eq!(first.id, emitted_event_id(&validated_id, "notify", 0));
-    assert_eq!(
-        first.header("plexus-causation-id"),
-        Some(validated_id.as_bytes())
-    );
+    assert_eq!(attr(first, "causationid"), Some(validated_id.clone()));
     assert!(
-        String::from_utf8_lossy(first.header("plexus-handled-by").unwrap())
+        attr(first, "plexushandledby")
+            .unwrap()
             .starts_with("notifier@sha256:")
     );
     assert_eq!(first.key.as_deref(), Some(&b"c-ada"[..]));
@@ -86,14 +84,13 @@ fn shop_chain_produces_exactly_the_expected_notifications() {
     assert_eq!(dead.keys().collect::<Vec<_>>(), ["rejected", "undecodable"]);
     assert_eq!(dead["rejected"][0].id, "order-1006");
     let undecodable = &dead["undecodable"][0];
-    let reason =
-        String::from_utf8_lossy(undecodable.header("plexus-dlq-reason").unwrap()).into_owned();
+    let reason = attr(undecodable, "plexusdlqreason").unwrap();
     assert!(
         reason.contains("orders.jsonl:7:") && reason.contains("EOF while parsing"),
         "{reason}"
     );
     assert!(
-        String::from_utf8_lossy(&undecodable.payload)
+        String::from_utf8_lossy(undecodable.data())
             .starts_with(r#"{"specversion":"1.0","id":"order-1007""#)
     );
 
@@ -170,9 +167,9 @@ fn catalog_fans_out_to_three_independent_routes() {
     let dead = scenario.output("dead-letters.jsonl");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead.0[0].id, "product-4");
-    assert_eq!(dead.headers("plexus-dlq-route"), ["billing"]);
+    assert_eq!(dead.attrs("plexusdlqroute"), ["billing"]);
     assert_eq!(
-        dead.headers("plexus-dlq-reason"),
+        dead.attrs("plexusdlqreason"),
         ["product p-sample has no price"]
     );
     for route in ["inventory", "billing", "announcements"] {

@@ -6,7 +6,7 @@ use plexus::broker::Body;
 use plexus::config::Config;
 use plexus::event::Event;
 use plexus::runtime::Runtime;
-use plexus_tests::{Scenario, plugin, plugin_version_bytes, replace_file};
+use plexus_tests::{Scenario, attr, plugin, plugin_version_bytes, replace_file};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -125,7 +125,7 @@ fn events_of(runtime: &Arc<Mutex<Runtime>>, topic: &str) -> Vec<Event> {
 }
 
 fn handled_by(event: &Event) -> String {
-    String::from_utf8_lossy(event.header("plexus-handled-by").unwrap()).into_owned()
+    attr(event, "plexushandledby").unwrap()
 }
 
 /// Waits until an echo handled by `version` shows up.
@@ -181,13 +181,10 @@ fn assert_exactly_once_in_order(produced: u64, echo: &[Event], dlq: &[Event]) {
         dlq.is_empty(),
         "dead letters: {:?}",
         dlq.iter()
-            .map(|e| e.header("plexus-dlq-reason"))
+            .map(|e| attr(e, "plexusdlqreason"))
             .collect::<Vec<_>>()
     );
-    let ids: BTreeSet<String> = echo
-        .iter()
-        .map(|e| String::from_utf8_lossy(e.header("echo-of").unwrap()).into_owned())
-        .collect();
+    let ids: BTreeSet<String> = echo.iter().map(|e| attr(e, "echoof").unwrap()).collect();
     assert_eq!(ids.len(), echo.len(), "an event was handled twice");
     assert_eq!(
         ids,
@@ -197,7 +194,7 @@ fn assert_exactly_once_in_order(produced: u64, echo: &[Event], dlq: &[Event]) {
     // Per key, echoes (one partition per key) carry increasing sequence numbers.
     let mut last: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
     for e in echo {
-        let seq = serde_json::from_slice::<serde_json::Value>(&e.payload).unwrap()["seq"]
+        let seq = serde_json::from_slice::<serde_json::Value>(e.data()).unwrap()["seq"]
             .as_i64()
             .unwrap();
         let previous = last.insert(e.key.clone().unwrap(), seq);
@@ -449,7 +446,7 @@ dead_letter = "audit-dlq"
     let echoed_ids = |runtime: &Arc<Mutex<Runtime>>| -> BTreeSet<String> {
         events_of(runtime, "echo")
             .iter()
-            .map(|e| String::from_utf8_lossy(e.header("echo-of").unwrap()).into_owned())
+            .map(|e| attr(e, "echoof").unwrap())
             .collect()
     };
     let started = Instant::now();
@@ -490,8 +487,7 @@ dead_letter = "audit-dlq"
     );
     // Redeliveries after the restart are flagged by the plugin's per-key check, never lost.
     for letter in &dlq {
-        let reason =
-            String::from_utf8_lossy(letter.header("plexus-dlq-reason").unwrap()).into_owned();
+        let reason = attr(letter, "plexusdlqreason").unwrap();
         assert!(reason.contains("after Some"), "{reason}");
     }
 }

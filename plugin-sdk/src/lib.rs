@@ -1,7 +1,7 @@
 //! Write [Plexus](https://example.invalid/plexus) consumer plugins in Rust.
 //!
 //! A plugin is a type implementing [`Plugin`] and one line exporting it. The SDK carries the
-//! bindings to the `plexus:plugin/consumer@0.1.0` world, so plugins never run `generate!`
+//! bindings to the `plexus:plugin/consumer@0.2.0` world, so plugins never run `generate!`
 //! themselves. Build with `cargo build --release --target wasm32-wasip2`; the output is a
 //! component ready for `plexus test` and `plexus.toml`.
 //!
@@ -42,8 +42,10 @@
 //!
 //! # Layout
 //! - [`Plugin`] and [`export_plugin!`]: what a plugin implements and how it is exported.
-//! - [`Event`] helpers: [`Event::json`], [`Event::text`], [`Event::header`], [`Event::key_str`].
-//! - [`Outgoing`] and [`emit`]: staging events (published only if `handle` succeeds).
+//! - [`Event`] helpers: [`Event::json`], [`Event::text`], [`Event::extension`],
+//!   [`Event::extension_str`], [`Event::header`], [`Event::key_str`], [`Event::time_millis`].
+//! - [`Outgoing`] and [`emit`]: staging events (published only if `handle` succeeds), with
+//!   their CloudEvents extension attributes ([`Outgoing::extension`]).
 //! - [`Config`]: the plugin's table from `plexus.toml`.
 //! - [`state`]: the per-plugin key-value store.
 //! - [`log`] and the [`trace!`], [`debug!`], [`info!`], [`warn!`], [`error!`] macros.
@@ -58,6 +60,7 @@ mod emit;
 mod event;
 pub mod log;
 pub mod state;
+mod text;
 
 #[doc(hidden)]
 #[allow(missing_docs)]
@@ -72,7 +75,7 @@ pub mod bindings {
     });
 }
 
-pub use bindings::plexus::plugin::types::{Event, HandleError, Header};
+pub use bindings::plexus::plugin::types::{Attribute, AttributeValue, Event, HandleError, Header};
 pub use config::Config;
 pub use emit::{Outgoing, emit};
 

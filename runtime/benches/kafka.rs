@@ -75,7 +75,7 @@ fn produce_input(bootstrap: &str, topic: &str, count: usize) -> f64 {
         let mut event = template.clone();
         event.id = format!("e-{i}");
         event.key = Some(format!("c-{}", i % 1000).into_bytes());
-        event.payload.clone_from(&payload);
+        event.payload = Some(payload.clone());
         let record = binding::encode(&event);
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for (name, value) in &record.headers {
@@ -89,7 +89,7 @@ fn produce_input(bootstrap: &str, topic: &str, count: usize) -> f64 {
             topic,
             record.key.as_deref(),
             headers,
-            &record.value,
+            record.value.as_deref().unwrap_or_default(),
         );
     }
     producer.flush(Duration::from_secs(300)).unwrap();

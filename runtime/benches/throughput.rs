@@ -40,7 +40,7 @@ fn events(count: usize, payload: &[u8]) -> Vec<Event> {
             event.topic = "in".into();
             event.key = Some(format!("customer-{}", i % 64).into_bytes());
             event.content_type = Some("application/json".into());
-            event.payload = payload.to_vec();
+            event.payload = Some(payload.to_vec());
             event
         })
         .collect()
@@ -151,7 +151,7 @@ struct Summary<'a> {
 
 /// The native twin of the `json-transform` plugin: same parsing, same emitted event.
 fn native_transform(event: &Event) -> Outcome {
-    let order: Order = match serde_json::from_slice(&event.payload) {
+    let order: Order = match serde_json::from_slice(event.data()) {
         Ok(order) => order,
         Err(e) => return Outcome::Failed(plexus::metrics::FailureKind::Rejected, e.to_string()),
     };
@@ -173,8 +173,10 @@ fn native_transform(event: &Event) -> Outcome {
         key: Some(order.customer.as_bytes().to_vec()),
         subject: None,
         content_type: Some("application/json".into()),
+        dataschema: None,
+        extensions: Vec::new(),
         headers: Vec::new(),
-        payload: serde_json::to_vec(&summary).unwrap(),
+        payload: Some(serde_json::to_vec(&summary).unwrap()),
     }])
 }
 

@@ -1,25 +1,20 @@
-//! The event record and what the host derives from it: partition-key hashing, the ids and
-//! headers of emitted events.
+//! The event record and what the host derives from it: attribute and header access,
+//! partition-key hashing, the ids and lineage of emitted events.
 //!
 //! The record itself is the WIT `event` (see [`crate::bindings`]); this module adds the
-//! behaviour the host needs around it.
+//! behaviour the host needs around it. CloudEvents naming rules are in
+//! [`crate::attributes`].
 
+use crate::attributes::{self, CAUSATION, HANDLED_BY, TRACE_CONTEXT};
 use sha2::{Digest, Sha256};
 use std::time::{SystemTime, UNIX_EPOCH};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
-pub use crate::bindings::{Event, Header, OutgoingEvent};
-
-/// W3C trace-context headers, copied from a handled event onto everything it causes.
-pub const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
-
-/// Header naming the event that caused an emitted event (its id).
-pub const CAUSATION_HEADER: &str = "plexus-causation-id";
-
-/// Header naming the plugin version that handled an event: `name@sha256:<hex>`.
-pub const HANDLED_BY_HEADER: &str = "plexus-handled-by";
+pub use crate::bindings::{Attribute, AttributeValue, Event, Header, OutgoingEvent};
 
 impl Event {
-    /// The value of the first header called `name`.
+    /// The value of the first transport header called `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()
@@ -27,14 +22,37 @@ impl Event {
             .map(|h| h.value.as_slice())
     }
 
-    /// Replaces every header called `name` with one holding `value`.
-    pub fn set_header(&mut self, name: &str, value: impl Into<Vec<u8>>) {
-        self.headers.retain(|h| h.name != name);
-        self.headers.push(Header {
-            name: name.to_owned(),
-            value: value.into(),
-        });
+    /// The extension attribute called `name`.
+    pub fn extension(&self, name: &str) -> Option<&AttributeValue> {
+        self.extensions
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| &a.value)
     }
+
+    /// The extension attribute called `name` in its canonical string encoding.
+    pub fn extension_text(&self, name: &str) -> Option<String> {
+        self.extension(name).map(attributes::canonical_string)
+    }
+
+    /// Sets extension attribute `name` (replacing any with that name).
+    pub fn set_extension(&mut self, name: &str, value: AttributeValue) {
+        set_extension(&mut self.extensions, name, value);
+    }
+
+    /// The data, or no bytes when the event has none.
+    pub fn data(&self) -> &[u8] {
+        self.payload.as_deref().unwrap_or_default()
+    }
+}
+
+/// Sets `name` to `value` in `extensions`, replacing any attribute with that name.
+pub fn set_extension(extensions: &mut Vec<Attribute>, name: &str, value: AttributeValue) {
+    extensions.retain(|a| a.name != name);
+    extensions.push(Attribute {
+        name: name.to_owned(),
+        value,
+    });
 }
 
 /// What `headers` weigh: names and values.
@@ -42,32 +60,49 @@ fn headers_size(headers: &[Header]) -> usize {
     headers.iter().map(|h| h.name.len() + h.value.len()).sum()
 }
 
-/// The bytes an outgoing event holds (payload, key, headers, attributes): what the outbox
+/// What `extensions` weigh: names and values.
+fn extensions_size(extensions: &[Attribute]) -> usize {
+    extensions
+        .iter()
+        .map(|a| a.name.len() + attributes::value_size(&a.value))
+        .sum()
+}
+
+fn option_size(value: &Option<String>) -> usize {
+    value.as_ref().map_or(0, String::len)
+}
+
+/// The bytes an outgoing event holds (payload, key, attributes, headers): what the outbox
 /// budget (`max_outbox_bytes`) counts.
 pub fn outgoing_size(event: &OutgoingEvent) -> usize {
     event.topic.len()
         + event.type_.len()
         + event.key.as_ref().map_or(0, Vec::len)
-        + event.subject.as_ref().map_or(0, String::len)
-        + event.content_type.as_ref().map_or(0, String::len)
+        + option_size(&event.subject)
+        + option_size(&event.content_type)
+        + option_size(&event.dataschema)
+        + extensions_size(&event.extensions)
         + headers_size(&event.headers)
-        + event.payload.len()
+        + event.payload.as_ref().map_or(0, Vec::len)
 }
 
 impl Event {
-    /// The bytes the event holds (payload, key, headers, attributes): what a route's
+    /// The bytes the event holds (payload, key, attributes, headers): what a route's
     /// in-flight budget counts.
     pub fn size(&self) -> usize {
         self.id.len()
             + self.type_.len()
             + self.source.len()
-            + self.subject.as_ref().map_or(0, String::len)
+            + option_size(&self.subject)
             + self.topic.len()
             + self.key.as_ref().map_or(0, Vec::len)
-            + self.content_type.as_ref().map_or(0, String::len)
-            + self.correlation_id.as_ref().map_or(0, String::len)
+            + option_size(&self.time)
+            + option_size(&self.content_type)
+            + option_size(&self.dataschema)
+            + option_size(&self.correlation_id)
+            + extensions_size(&self.extensions)
             + headers_size(&self.headers)
-            + self.payload.len()
+            + self.data().len()
     }
 }
 
@@ -112,6 +147,13 @@ pub fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
+/// Now, as an RFC 3339 time (a CloudEvents `time`).
+pub fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+}
+
 /// Where an emitted event comes from, to stamp its identity and lineage.
 pub struct EmitContext<'a> {
     /// The event being handled.
@@ -124,22 +166,33 @@ pub struct EmitContext<'a> {
 
 impl EmitContext<'_> {
     /// Turns the `index`-th staged event into a full event: deterministic id, the route as
-    /// source, the cause's correlation id (or its id, when it starts a flow), trace context
-    /// and causation headers.
+    /// source, the time of emission, the cause's correlation id (or its id, when it starts a
+    /// flow), its trace context (unless the plugin set its own), `causationid` and
+    /// `plexushandledby`.
     pub fn complete(&self, index: usize, out: OutgoingEvent) -> Event {
         let cause = self.cause;
-        let mut headers = out.headers;
-        for name in TRACE_HEADERS {
-            if let Some(value) = cause.header(name)
-                && !headers.iter().any(|h| h.name == name)
+        let mut extensions = out.extensions;
+        for name in TRACE_CONTEXT {
+            if let Some(value) = cause.extension(name)
+                && !extensions.iter().any(|a| a.name == name)
             {
-                headers.push(Header {
+                extensions.push(Attribute {
                     name: name.to_owned(),
-                    value: value.to_vec(),
+                    value: value.clone(),
                 });
             }
         }
-        let mut event = Event {
+        set_extension(
+            &mut extensions,
+            CAUSATION,
+            AttributeValue::String(cause.id.clone()),
+        );
+        set_extension(
+            &mut extensions,
+            HANDLED_BY,
+            AttributeValue::String(self.handled_by.to_owned()),
+        );
+        Event {
             id: emitted_event_id(&cause.id, self.route, index),
             type_: out.type_,
             source: format!("plexus:route/{}", self.route),
@@ -148,21 +201,20 @@ impl EmitContext<'_> {
             partition: 0,
             offset: 0,
             key: out.key,
-            timestamp: Some(now_millis()),
+            time: Some(now_rfc3339()),
             content_type: out.content_type,
+            dataschema: out.dataschema,
             correlation_id: Some(
                 cause
                     .correlation_id
                     .clone()
                     .unwrap_or_else(|| cause.id.clone()),
             ),
-            headers,
+            extensions,
+            headers: out.headers,
             payload: out.payload,
             attempt: 1,
-        };
-        event.set_header(CAUSATION_HEADER, cause.id.as_bytes());
-        event.set_header(HANDLED_BY_HEADER, self.handled_by.as_bytes());
-        event
+        }
     }
 }
 

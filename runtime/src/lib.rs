@@ -9,7 +9,8 @@
 //!
 //! # Layout
 //! - [`config`]: `plexus.toml`, its validated types and file:line:col errors.
-//! - [`event`] and [`cloudevents`]: the event record and its CloudEvents JSON form.
+//! - [`event`], [`attributes`] and [`cloudevents`]: the event record, CloudEvents attribute
+//!   rules, and the CloudEvents JSON format.
 //! - [`broker`]: the `Source`/`Sink` traits, the embedded in-process broker, and Kafka.
 //! - [`dispatch`]: per-route pipelines (ordering, retries, dead letters, offset tracking);
 //!   it knows no broker and no wasm, only [`handler::Handler`].
@@ -20,6 +21,7 @@
 //! - [`watch`]: hot-reload triggers (file changes, SIGHUP).
 //! - [`commands`]: `plexus run`, `check` and `test`.
 
+pub mod attributes;
 pub mod bindings;
 pub mod broker;
 pub mod cloudevents;

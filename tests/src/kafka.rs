@@ -95,9 +95,10 @@ pub fn produce_with(topic: &str, records: &[KafkaRecord], settings: &[(&str, &st
                 value: Some(value),
             });
         }
-        let mut message = BaseRecord::to(topic)
-            .payload(&record.value)
-            .headers(headers);
+        let mut message = BaseRecord::to(topic).headers(headers);
+        if let Some(value) = &record.value {
+            message = message.payload(value);
+        }
         if let Some(key) = &record.key {
             message = message.key(key);
         }
@@ -176,6 +177,30 @@ pub fn terminate(child: &Child) {
 /// topic longer than `expected`), or until `timeout`; decodes them as CloudEvents.
 pub fn read(topic: &str, expected: usize, timeout: Duration) -> Vec<Event> {
     read_records(topic, expected, timeout, true)
+}
+
+/// The raw records of `topic`, from the beginning, until `expected` arrived and a second
+/// passed without more, or until `timeout`.
+pub fn read_records_raw(topic: &str, expected: usize, timeout: Duration) -> Vec<KafkaRecord> {
+    let consumer: BaseConsumer = config()
+        .set("group.id", unique("raw-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let started = Instant::now();
+    let mut last_arrival = Instant::now();
+    let mut records = Vec::new();
+    while started.elapsed() < timeout
+        && (records.len() < expected || last_arrival.elapsed() < Duration::from_secs(1))
+    {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            last_arrival = Instant::now();
+            records.push(KafkaRecord::from_message(&message));
+        }
+    }
+    records
 }
 
 /// Everything `topic` holds that can be read within `timeout`.

@@ -7,8 +7,10 @@
 //! - [`Topic`]: the events an output file received, with lookup helpers.
 //! - [`PeakRss`]: the peak resident memory of a child process, read from `/proc`.
 //! - [`kafka`]: the real Kafka broker: topics, producing, reading back, running `plexus`.
+//! - [`oracle`]: the official CloudEvents SDKs (Python and Rust) as test oracles.
 
 pub mod kafka;
+pub mod oracle;
 
 use plexus::config::Config;
 use plexus::event::Event;
@@ -198,6 +200,16 @@ impl PeakRss {
     }
 }
 
+/// Attribute `name` of `event` as text: an extension attribute in its canonical string
+/// encoding, else a transport header of that name.
+pub fn attr(event: &Event, name: &str) -> Option<String> {
+    event.extension_text(name).or_else(|| {
+        event
+            .header(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    })
+}
+
 /// The events of one output, in file order.
 #[derive(Debug, Clone)]
 pub struct Topic(pub Vec<Event>);
@@ -217,22 +229,22 @@ impl Topic {
     pub fn json(&self) -> Vec<serde_json::Value> {
         self.0
             .iter()
-            .map(|e| serde_json::from_slice(&e.payload).expect("JSON payload"))
+            .map(|e| serde_json::from_slice(e.data()).expect("JSON payload"))
             .collect()
     }
 
-    /// Header `name` of every event, as text.
-    pub fn headers(&self, name: &str) -> Vec<String> {
+    /// Attribute `name` of every event, as text (empty where an event has none).
+    pub fn attrs(&self, name: &str) -> Vec<String> {
         self.0
             .iter()
-            .map(|e| String::from_utf8_lossy(e.header(name).unwrap_or_default()).into_owned())
+            .map(|e| attr(e, name).unwrap_or_default())
             .collect()
     }
 
-    /// Events by `plexus-dlq-kind`.
+    /// Events by `plexusdlqkind`.
     pub fn by_dlq_kind(&self) -> BTreeMap<String, Vec<Event>> {
         let mut kinds: BTreeMap<String, Vec<Event>> = BTreeMap::new();
-        for (event, kind) in self.0.iter().zip(self.headers("plexus-dlq-kind")) {
+        for (event, kind) in self.0.iter().zip(self.attrs("plexusdlqkind")) {
             kinds.entry(kind).or_default().push(event.clone());
         }
         kinds

@@ -39,7 +39,15 @@ pub fn check(config_path: &Path) -> i32 {
     }
     println!("ok: {}", config.file);
     for (name, plugin) in &plugins {
-        println!("plugin {name}: {}", plugin.version());
+        let world = plugin.loaded().pre.world();
+        if world == crate::host::component::WORLD {
+            println!("plugin {name}: {}", plugin.version());
+        } else {
+            println!(
+                "plugin {name}: {} (built against {world}: extension attributes reach it as text headers)",
+                plugin.version()
+            );
+        }
     }
     for (name, route) in &config.spec.routes {
         let name = name.get_ref();

@@ -1,31 +1,33 @@
-//! Dead letters: the failed event, unchanged, plus headers that say why, where from and how
-//! many attempts. Replaying one means publishing it back to `plexus-dlq-topic` without the
-//! `plexus-dlq-*` headers.
+//! Dead letters: the failed event, unchanged, plus extension attributes that say why, where
+//! from and how many attempts (`plexusdlqkind`, `plexusdlqreason`, ...). Replaying one means
+//! publishing it back to `plexusdlqtopic` without the `plexusdlq*` attributes.
 //!
 //! A dead letter the broker refuses whole (a record too large for it) is written again
-//! [`without_payload`]: its attributes and `plexus-dlq-*` headers, with the payload's size and
-//! digest in place of the payload, so the event is still accounted for and can be found at
-//! its source position.
+//! [`without_payload`]: its attributes, with the payload's size and digest in place of the
+//! payload, so the event is still accounted for and can be found at its source position.
 
+use crate::attributes::HANDLED_BY;
 use crate::broker::Undecodable;
-use crate::event::{Event, HANDLED_BY_HEADER, Header, emitted_event_id, now_millis};
+use crate::event::{AttributeValue, Event, Header, emitted_event_id, now_rfc3339};
 use crate::metrics::FailureKind;
 use sha2::{Digest, Sha256};
 
-/// Prefix of every dead-letter header.
-pub const DLQ_HEADER_PREFIX: &str = "plexus-dlq-";
+/// Prefix of every dead-letter attribute.
+pub const DLQ_PREFIX: &str = "plexusdlq";
 
 /// Set on a dead letter written without its payload: why the whole letter was refused.
-pub const PAYLOAD_DROPPED_HEADER: &str = "plexus-dlq-payload-dropped";
+pub const PAYLOAD_DROPPED: &str = "plexusdlqdropped";
 /// The size in bytes of the payload a dead letter was written without.
-pub const PAYLOAD_SIZE_HEADER: &str = "plexus-dlq-payload-size";
+pub const PAYLOAD_SIZE: &str = "plexusdlqdatasize";
 /// The SHA-256 (hex) of the payload a dead letter was written without.
-pub const PAYLOAD_SHA256_HEADER: &str = "plexus-dlq-payload-sha256";
-/// How many of the event's own headers a payload-less dead letter also left out.
-pub const HEADERS_DROPPED_HEADER: &str = "plexus-dlq-headers-dropped";
+pub const PAYLOAD_SHA256: &str = "plexusdlqdatasha256";
+/// How many of the event's own attributes and headers a payload-less dead letter also left
+/// out (when they were large).
+pub const OTHERS_DROPPED: &str = "plexusdlqothersdropped";
 
-/// The most bytes of the event's own headers a payload-less dead letter keeps.
-const KEPT_HEADER_BYTES: usize = 16 << 10;
+/// The most bytes of the event's own extension attributes and headers a payload-less dead
+/// letter keeps.
+const KEPT_ATTRIBUTE_BYTES: usize = 16 << 10;
 
 /// Where and why an event failed.
 #[derive(Debug, Clone)]
@@ -49,17 +51,17 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn headers(&self) -> [(&'static str, String); 9] {
+    fn attributes(&self) -> [(&'static str, String); 9] {
         [
-            ("plexus-dlq-kind", self.kind.as_str().to_owned()),
-            ("plexus-dlq-reason", self.reason.clone()),
-            ("plexus-dlq-route", self.route.clone()),
-            ("plexus-dlq-plugin", self.plugin_version.clone()),
-            ("plexus-dlq-attempts", self.attempts.to_string()),
-            ("plexus-dlq-topic", self.topic.clone()),
-            ("plexus-dlq-partition", self.partition.to_string()),
-            ("plexus-dlq-offset", self.offset.to_string()),
-            ("plexus-dlq-time", now_millis().to_string()),
+            ("plexusdlqkind", self.kind.as_str().to_owned()),
+            ("plexusdlqreason", self.reason.clone()),
+            ("plexusdlqroute", self.route.clone()),
+            ("plexusdlqplugin", self.plugin_version.clone()),
+            ("plexusdlqattempts", self.attempts.to_string()),
+            ("plexusdlqtopic", self.topic.clone()),
+            ("plexusdlqpartition", self.partition.to_string()),
+            ("plexusdlqoffset", self.offset.to_string()),
+            ("plexusdlqtime", now_rfc3339()),
         ]
     }
 
@@ -73,7 +75,8 @@ impl Failure {
     }
 
     /// The dead letter for a record that never decoded: its bytes as the payload of an
-    /// event of type `plexus.undecodable`, with its key and headers kept.
+    /// event of type `plexus.undecodable`, with its key and headers kept as transport headers
+    /// (`ce_*` and `content-type` renamed `original-ce_*`, `original-content-type`).
     pub fn letter_for_undecodable(&self, record: &Undecodable, dead_letter_topic: &str) -> Event {
         let position = format!("{}/{}/{}", self.topic, self.partition, self.offset);
         let mut letter = Event {
@@ -85,7 +88,7 @@ impl Failure {
             partition: 0,
             offset: 0,
             key: record.key.clone(),
-            timestamp: Some(now_millis()),
+            time: Some(now_rfc3339()),
             content_type: Some(
                 if std::str::from_utf8(&record.raw).is_ok() {
                     "text/plain"
@@ -94,9 +97,24 @@ impl Failure {
                 }
                 .to_owned(),
             ),
+            dataschema: None,
             correlation_id: None,
-            headers: record.headers.clone(),
-            payload: record.raw.clone(),
+            extensions: Vec::new(),
+            headers: record
+                .headers
+                .iter()
+                .map(|h| Header {
+                    // Kept as transport headers: names a binding reads as attributes are
+                    // renamed, so the letter's own attributes stay unambiguous.
+                    name: if h.name.starts_with("ce_") || h.name == "content-type" {
+                        format!("original-{}", h.name)
+                    } else {
+                        h.name.clone()
+                    },
+                    value: h.value.clone(),
+                })
+                .collect(),
+            payload: Some(record.raw.clone()),
             attempt: 1,
         };
         self.stamp(&mut letter);
@@ -104,36 +122,44 @@ impl Failure {
     }
 
     fn stamp(&self, letter: &mut Event) {
-        for (name, value) in self.headers() {
-            letter.set_header(name, value);
+        for (name, value) in self.attributes() {
+            letter.set_extension(name, AttributeValue::String(value));
         }
-        letter.set_header(HANDLED_BY_HEADER, self.plugin_version.as_bytes());
+        letter.set_extension(
+            HANDLED_BY,
+            AttributeValue::String(self.plugin_version.clone()),
+        );
     }
 }
 
-/// `letter` without its payload (and without the event's own headers if they are large),
-/// saying why, how large the payload was and its SHA-256.
+/// `letter` without its payload (and without the event's own extension attributes and
+/// headers if they are large), saying why, how large the payload was and its SHA-256.
 pub fn without_payload(mut letter: Event, why: &str) -> Event {
-    let payload = std::mem::take(&mut letter.payload);
-    let own: usize = letter
-        .headers
+    let payload = letter.payload.take().unwrap_or_default();
+    let own = |name: &str| !name.starts_with(DLQ_PREFIX) && name != HANDLED_BY;
+    let own_bytes: usize = letter
+        .extensions
         .iter()
-        .filter(|h| !h.name.starts_with(DLQ_HEADER_PREFIX))
-        .map(|h| h.name.len() + h.value.len())
+        .filter(|a| own(&a.name))
+        .map(|a| a.name.len() + crate::attributes::value_size(&a.value))
+        .chain(letter.headers.iter().map(|h| h.name.len() + h.value.len()))
         .sum();
-    if own > KEPT_HEADER_BYTES {
-        let before = letter.headers.len();
-        letter.headers.retain(|h: &Header| {
-            h.name.starts_with(DLQ_HEADER_PREFIX) || h.name == HANDLED_BY_HEADER
-        });
-        letter.set_header(
-            HEADERS_DROPPED_HEADER,
-            (before - letter.headers.len()).to_string(),
-        );
+    if own_bytes > KEPT_ATTRIBUTE_BYTES {
+        let before = letter.extensions.len() + letter.headers.len();
+        letter.extensions.retain(|a| !own(&a.name));
+        letter.headers.clear();
+        let dropped = before - letter.extensions.len();
+        letter.set_extension(OTHERS_DROPPED, AttributeValue::String(dropped.to_string()));
     }
-    letter.set_header(PAYLOAD_DROPPED_HEADER, why);
-    letter.set_header(PAYLOAD_SIZE_HEADER, payload.len().to_string());
-    letter.set_header(PAYLOAD_SHA256_HEADER, hex::encode(Sha256::digest(&payload)));
+    letter.set_extension(PAYLOAD_DROPPED, AttributeValue::String(why.to_owned()));
+    letter.set_extension(
+        PAYLOAD_SIZE,
+        AttributeValue::String(payload.len().to_string()),
+    );
+    letter.set_extension(
+        PAYLOAD_SHA256,
+        AttributeValue::String(hex::encode(Sha256::digest(&payload))),
+    );
     letter
 }
 
@@ -147,17 +173,20 @@ mod tests {
             br#"{"specversion":"1.0","id":"1","source":"t","type":"t","data":"abc"}"#,
         )
         .unwrap();
-        letter.set_header("plexus-dlq-kind", "rejected");
-        letter.set_header("big", vec![b'h'; KEPT_HEADER_BYTES + 1]);
+        letter.set_extension("plexusdlqkind", AttributeValue::String("rejected".into()));
+        letter.set_extension(
+            "big",
+            AttributeValue::String("h".repeat(KEPT_ATTRIBUTE_BYTES + 1)),
+        );
         let stripped = without_payload(letter, "too large");
-        assert!(stripped.payload.is_empty());
-        let header = |n: &str| String::from_utf8_lossy(stripped.header(n).unwrap()).into_owned();
-        assert_eq!(header(PAYLOAD_DROPPED_HEADER), "too large");
-        assert_eq!(header(PAYLOAD_SIZE_HEADER), "5", "the JSON text \"abc\"");
-        assert_eq!(header(PAYLOAD_SHA256_HEADER).len(), 64);
-        assert_eq!(header(HEADERS_DROPPED_HEADER), "1");
-        assert_eq!(header("plexus-dlq-kind"), "rejected");
-        assert!(stripped.header("big").is_none());
-        assert_eq!(stripped.id, "1", "the attributes stay");
+        assert_eq!(stripped.payload, None);
+        let text = |n: &str| stripped.extension_text(n).unwrap();
+        assert_eq!(text(PAYLOAD_DROPPED), "too large");
+        assert_eq!(text(PAYLOAD_SIZE), "5", "the JSON text \"abc\"");
+        assert_eq!(text(PAYLOAD_SHA256).len(), 64);
+        assert_eq!(text(OTHERS_DROPPED), "1");
+        assert_eq!(text("plexusdlqkind"), "rejected");
+        assert!(stripped.extension("big").is_none());
+        assert_eq!(stripped.id, "1", "the core attributes stay");
     }
 }

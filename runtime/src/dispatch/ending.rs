@@ -112,7 +112,7 @@ impl Ending {
                     let Some(letter) = events.into_iter().next() else {
                         return;
                     };
-                    tracing::warn!(route = %self.route.name, id = %letter.id, %reason, size = letter.payload.len(), "the dead letter was refused whole; writing it without its payload");
+                    tracing::warn!(route = %self.route.name, id = %letter.id, %reason, size = letter.data().len(), "the dead letter was refused whole; writing it without its payload");
                     let letter = without_payload(letter, &reason);
                     let publisher = self.route.publisher.clone();
                     publisher.publish_insisting(

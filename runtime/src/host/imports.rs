@@ -3,6 +3,7 @@
 //! (log bytes, outbox events and bytes, state quota) before the host keeps anything.
 
 use super::store::HostState;
+use crate::attributes::check_extension_name;
 use crate::bindings::plexus::plugin::{clock, config, emitter, log, state, types};
 use crate::config::units::{ByteSize, TopicName};
 use crate::event::{OutgoingEvent, now_millis, outgoing_size};
@@ -48,6 +49,9 @@ impl emitter::Host for HostState {
         event.topic.parse::<TopicName>()?;
         if event.type_.is_empty() {
             return Err("an emitted event needs a type".to_owned());
+        }
+        for attribute in &event.extensions {
+            check_extension_name(&attribute.name)?;
         }
         self.outbox.bytes += size;
         self.outbox.events.push(event);

@@ -8,11 +8,11 @@
 //! its memory, and instantiates afresh (a cheap step from the pre-instantiated component)
 //! before the next event.
 
-use super::component::LoadedPlugin;
+use super::component::{Guest, LoadedPlugin};
 use super::deadline::{self, Raced};
 use super::engine::PlexusEngine;
 use super::store::{HostState, PluginContext};
-use crate::bindings::{Consumer, HandleError};
+use crate::bindings::HandleError;
 use crate::config::units::ByteSize;
 use crate::event::Event;
 use crate::handler::{Handler, Outcome, Plugin};
@@ -55,14 +55,14 @@ impl WasmPlugin {
         let pre = &self.loaded.pre;
         let mut during = "instantiating";
         let raced = deadline::run(limit, async {
-            let consumer = pre.instantiate_async(&mut store).await?;
+            let guest = pre.instantiate(&mut store).await?;
             during = "init";
-            let init = consumer.call_init(&mut store, &config).await?;
-            Ok::<_, wasmtime::Error>((consumer, init))
+            let init = guest.init(&mut store, &config).await?;
+            Ok::<_, wasmtime::Error>((guest, init))
         });
         self.report_dropped_logs(&store, "init");
         match raced {
-            Raced::Finished(Ok((consumer, Ok(())))) => Ok(Live { store, consumer }),
+            Raced::Finished(Ok((guest, Ok(())))) => Ok(Live { store, guest }),
             Raced::Finished(Ok((_, Err(message)))) => {
                 Err((FailureKind::Unavailable, format!("init failed: {message}")))
             }
@@ -111,7 +111,7 @@ impl Plugin for WasmPlugin {
 
 struct Live {
     store: Store<HostState>,
-    consumer: Consumer,
+    guest: Guest,
 }
 
 /// One instance of a wasm plugin, re-created after a trap.
@@ -134,14 +134,11 @@ impl Handler for WasmHandler {
                 }
             },
         };
-        let Live {
-            mut store,
-            consumer,
-        } = live;
+        let Live { mut store, guest } = live;
         store.data_mut().begin_call();
         let limit = self.plugin.context.limits.timeout.0;
         store.set_epoch_deadline(PlexusEngine::ticks_for(limit));
-        let raced = deadline::run(limit, consumer.call_handle(&mut store, event));
+        let raced = deadline::run(limit, guest.handle(&mut store, event));
         self.plugin.report_dropped_logs(&store, "handle");
         let outcome = match raced {
             Raced::Finished(Ok(Ok(()))) => Outcome::Done(store.data_mut().outbox.take()),
@@ -159,7 +156,7 @@ impl Handler for WasmHandler {
                 return Outcome::Failed(kind, reason);
             }
         };
-        self.live = Some(Live { store, consumer });
+        self.live = Some(Live { store, guest });
         outcome
     }
 }

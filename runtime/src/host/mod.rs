@@ -8,6 +8,7 @@
 //! - [`deadline`]: runs a guest call on the calling thread until it ends or its time is up.
 //! - [`imports`]: what the host does when a plugin calls `log`, `emit`, `config`, `clock`, `state`.
 //! - [`linker`]: wires WASI and the imports into a linker (separate from implementing them).
+//! - [`legacy`]: plugins built against the 0.1.0 contract: their imports and events.
 //! - [`instance`]: [`instance::WasmPlugin`] and its handlers: calls, failure classification,
 //!   re-instantiation after a trap.
 //! - [`guest_output`]: a guest's stdout and stderr into the log.
@@ -18,6 +19,7 @@ pub mod engine;
 pub mod guest_output;
 pub mod imports;
 pub mod instance;
+pub mod legacy;
 pub mod linker;
 pub mod store;
 

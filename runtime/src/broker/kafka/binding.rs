@@ -1,17 +1,26 @@
-//! The CloudEvents Kafka protocol binding, both ways.
+//! The CloudEvents Kafka protocol binding (v1.0.2), both ways.
 //!
-//! Out: binary mode. Attributes become `ce_` headers (`ce_specversion`, `ce_id`,
-//! `ce_source`, `ce_type`, `ce_subject`, `ce_time`, `ce_correlationid`), the content type
-//! the `content-type` header, the partition key the Kafka key, the payload the value. Other
-//! event headers (`traceparent`, `plexus-dlq-*`, ...) travel as plain Kafka headers.
+//! Out: binary mode, except for an event whose data is itself a CloudEvent
+//! (`datacontenttype: application/cloudevents+json`), whose `content-type` header would
+//! announce structured mode: it is written in structured mode. In binary mode every attribute
+//! is a `ce_` header (§3.2.3): `ce_specversion`, `ce_id`,
+//! `ce_source`, `ce_type`, `ce_subject`, `ce_time`, `ce_dataschema`, `ce_correlationid`,
+//! `ce_partitionkey` and one per extension, values in their canonical string encoding; the
+//! content type is the `content-type` header, the partition key also the Kafka key (§3.1),
+//! the data the value (no data: no value, §3.2.2). Transport headers travel as they are.
 //!
-//! In: binary mode as above (any other `ce_` header becomes a header without the prefix), or
-//! structured mode (`content-type: application/cloudevents+json`, or no `ce_` headers and a
-//! JSON object value). The Kafka key is the key unless the event names a `partitionkey`;
-//! the Kafka timestamp stands in for a missing `ce_time`.
+//! In: binary mode as above (every `ce_` header an attribute, extensions arriving as
+//! strings, since the binding carries no types), or structured mode (`content-type:
+//! application/cloudevents+json`, or no `ce_` headers and a JSON object value), where the
+//! event is the value and `ce_` headers, if any, are ignored. The Kafka key is the key; a
+//! record without one takes `ce_partitionkey`. Plain `traceparent`/`tracestate` headers (as
+//! tracing libraries write them) become the trace-context attributes when there are no `ce_`
+//! ones; headers named as Plexus named its attributes before 0.2.0 (`plexus-dlq-kind`, ...)
+//! are read as the attributes they were.
 
+use crate::attributes::{self, TRACE_CONTEXT, check_name, legacy_name};
 use crate::cloudevents;
-use crate::event::{Event, Header};
+use crate::event::{Attribute, AttributeValue, Event, Header};
 
 /// A Kafka record, independent of the client library.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -20,8 +29,8 @@ pub struct KafkaRecord {
     pub key: Option<Vec<u8>>,
     /// The headers, in order.
     pub headers: Vec<(String, Vec<u8>)>,
-    /// The value.
-    pub value: Vec<u8>,
+    /// The value; `None` for a record without one (an event without data).
+    pub value: Option<Vec<u8>>,
     /// The record timestamp, in milliseconds since the epoch.
     pub timestamp: Option<i64>,
 }
@@ -40,48 +49,103 @@ impl KafkaRecord {
                         .collect()
                 })
                 .unwrap_or_default(),
-            value: message.payload().unwrap_or_default().to_vec(),
+            value: message.payload().map(<[u8]>::to_vec),
             timestamp: message.timestamp().to_millis(),
         }
     }
+
+    /// The value of the first header called `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
 }
 
-const STRUCTURED: &str = "application/cloudevents+json";
+const STRUCTURED: &str = "application/cloudevents";
+const PREFIX: &str = "ce_";
+const CONTENT_TYPE: &str = "content-type";
 
-/// Encodes `event` in binary mode.
+/// Encodes `event` in binary mode (or structured mode, when its data is a CloudEvent).
 pub fn encode(event: &Event) -> KafkaRecord {
+    if event
+        .content_type
+        .as_deref()
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with(STRUCTURED))
+    {
+        return encode_structured(event);
+    }
     let mut headers = vec![
         ("ce_specversion".to_owned(), b"1.0".to_vec()),
         ("ce_id".to_owned(), event.id.as_bytes().to_vec()),
         ("ce_source".to_owned(), event.source.as_bytes().to_vec()),
         ("ce_type".to_owned(), event.type_.as_bytes().to_vec()),
     ];
+    let partition_key = event
+        .key
+        .as_deref()
+        .and_then(|k| std::str::from_utf8(k).ok());
     let optional = [
-        ("ce_subject", event.subject.clone()),
-        (
-            "ce_time",
-            event.timestamp.and_then(cloudevents::format_time),
-        ),
-        ("ce_correlationid", event.correlation_id.clone()),
-        ("content-type", event.content_type.clone()),
+        ("ce_subject", event.subject.as_deref()),
+        ("ce_time", event.time.as_deref()),
+        ("ce_dataschema", event.dataschema.as_deref()),
+        ("ce_correlationid", event.correlation_id.as_deref()),
+        ("ce_partitionkey", partition_key),
+        (CONTENT_TYPE, event.content_type.as_deref()),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
-            headers.push((name.to_owned(), value.into_bytes()));
+            headers.push((name.to_owned(), value.as_bytes().to_vec()));
         }
     }
-    headers.extend(
-        event
-            .headers
-            .iter()
-            .map(|h| (h.name.clone(), h.value.clone())),
-    );
+    for attribute in &event.extensions {
+        headers.push((
+            format!("{PREFIX}{}", attribute.name),
+            attributes::canonical_string(&attribute.value).into_bytes(),
+        ));
+    }
+    headers.extend(transport_headers(event));
     KafkaRecord {
         key: event.key.clone(),
         headers,
         value: event.payload.clone(),
-        timestamp: event.timestamp,
+        timestamp: record_timestamp(event),
     }
+}
+
+/// Encodes `event` in structured mode: the JSON format as the value.
+fn encode_structured(event: &Event) -> KafkaRecord {
+    let mut headers = vec![(
+        CONTENT_TYPE.to_owned(),
+        b"application/cloudevents+json; charset=UTF-8".to_vec(),
+    )];
+    headers.extend(transport_headers(event));
+    KafkaRecord {
+        key: event.key.clone(),
+        headers,
+        value: Some(cloudevents::encode(event).into_bytes()),
+        timestamp: record_timestamp(event),
+    }
+}
+
+/// The event's transport headers, leaving out any named like an attribute's header (it
+/// would be read as one).
+fn transport_headers(event: &Event) -> impl Iterator<Item = (String, Vec<u8>)> + '_ {
+    event
+        .headers
+        .iter()
+        .filter(|h| !h.name.starts_with(PREFIX) && h.name != CONTENT_TYPE)
+        .map(|h| (h.name.clone(), h.value.clone()))
+}
+
+/// The record timestamp: the event's `time`, when it is one Kafka can carry.
+fn record_timestamp(event: &Event) -> Option<i64> {
+    event
+        .time
+        .as_deref()
+        .and_then(|t| cloudevents::parse_rfc3339_millis(t).ok())
+        .filter(|millis| *millis >= 0)
 }
 
 /// Decodes a record read from `topic` at `partition`/`offset`; the error says why it is not
@@ -92,40 +156,32 @@ pub fn decode(
     partition: u32,
     offset: u64,
 ) -> Result<Event, String> {
-    let header = |name: &str| {
-        record
-            .headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
-    };
-    let content_type = header("content-type").map(|v| String::from_utf8_lossy(v).into_owned());
+    let content_type = record
+        .header(CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v).into_owned());
     let structured = content_type
         .as_deref()
-        .is_some_and(|ct| ct.starts_with(STRUCTURED))
-        || (header("ce_specversion").is_none() && record.value.first() == Some(&b'{'));
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with(STRUCTURED))
+        || (record.header("ce_specversion").is_none()
+            && record.value.as_deref().and_then(|v| v.first()) == Some(&b'{'));
     let mut event = if structured {
-        let mut event = cloudevents::decode(&record.value)
+        let mut event = cloudevents::decode(record.value.as_deref().unwrap_or_default())
             .map_err(|e| format!("structured-mode CloudEvent: {e}"))?;
-        event.headers.extend(
-            record
-                .headers
-                .iter()
-                .filter(|(n, _)| n != "content-type")
-                .map(|(name, value)| Header {
-                    name: name.clone(),
-                    value: value.clone(),
-                }),
-        );
+        event.headers = record
+            .headers
+            .iter()
+            .filter(|(n, _)| !n.starts_with(PREFIX) && n != CONTENT_TYPE)
+            .map(|(name, value)| Header {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect();
         event
     } else {
-        decode_binary(record, &header, content_type)?
+        decode_binary(record, content_type)?
     };
-    if event.key.is_none() {
+    if record.key.is_some() {
         event.key.clone_from(&record.key);
-    }
-    if event.timestamp.is_none() {
-        event.timestamp = record.timestamp;
     }
     event.topic = topic.to_owned();
     event.partition = partition;
@@ -133,13 +189,10 @@ pub fn decode(
     Ok(event)
 }
 
-fn decode_binary<'a>(
-    record: &'a KafkaRecord,
-    header: &dyn Fn(&str) -> Option<&'a [u8]>,
-    content_type: Option<String>,
-) -> Result<Event, String> {
+fn decode_binary(record: &KafkaRecord, content_type: Option<String>) -> Result<Event, String> {
     let text = |name: &str| -> Result<Option<String>, String> {
-        header(name)
+        record
+            .header(name)
             .map(|v| {
                 String::from_utf8(v.to_vec()).map_err(|_| format!("header `{name}` is not UTF-8"))
             })
@@ -163,30 +216,51 @@ fn decode_binary<'a>(
             );
         }
     }
-    let timestamp = text("ce_time")?
-        .map(|t| {
-            cloudevents::parse_rfc3339_millis(&t).map_err(|problem| format!("ce_time {problem}"))
-        })
-        .transpose()?;
-    const MAPPED: [&str; 8] = [
-        "ce_specversion",
-        "ce_id",
-        "ce_source",
-        "ce_type",
-        "ce_subject",
-        "ce_time",
-        "ce_correlationid",
-        "content-type",
-    ];
-    let headers = record
-        .headers
-        .iter()
-        .filter(|(name, _)| !MAPPED.contains(&name.as_str()))
-        .map(|(name, value)| Header {
-            name: name.strip_prefix("ce_").unwrap_or(name).to_owned(),
-            value: value.clone(),
-        })
-        .collect();
+    let time = text("ce_time")?;
+    if let Some(time) = &time {
+        cloudevents::check_time(time).map_err(|problem| format!("ce_time {problem}"))?;
+    }
+    let mut extensions: Vec<Attribute> = Vec::new();
+    let mut headers = Vec::new();
+    let mut extension = |name: String, value: &[u8]| -> Result<(), String> {
+        let value = String::from_utf8(value.to_vec())
+            .map_err(|_| format!("header `{PREFIX}{name}` is not UTF-8"))?;
+        extensions.retain(|a| a.name != name);
+        extensions.push(Attribute {
+            name,
+            value: AttributeValue::String(value),
+        });
+        Ok(())
+    };
+    for (name, value) in &record.headers {
+        if let Some(attribute) = name.strip_prefix(PREFIX) {
+            if attributes::CORE.contains(&attribute) {
+                continue;
+            }
+            check_name(attribute).map_err(|problem| format!("header `{name}`: {problem}"))?;
+            extension(attribute.to_owned(), value)?;
+        } else if let Some(current) = legacy_name(name) {
+            extension(current, value)?;
+        } else if name != CONTENT_TYPE {
+            headers.push(Header {
+                name: name.clone(),
+                value: value.clone(),
+            });
+        }
+    }
+    // Trace context from tracing libraries' plain headers, when no `ce_` header gave it.
+    for name in TRACE_CONTEXT {
+        if !extensions.iter().any(|a| a.name == name)
+            && let Some(index) = headers.iter().position(|h| h.name == name)
+            && let Ok(value) = String::from_utf8(headers[index].value.clone())
+        {
+            headers.remove(index);
+            extensions.push(Attribute {
+                name: name.to_owned(),
+                value: AttributeValue::String(value),
+            });
+        }
+    }
     Ok(Event {
         id: required("ce_id")?,
         type_: required("ce_type")?,
@@ -195,10 +269,12 @@ fn decode_binary<'a>(
         topic: String::new(),
         partition: 0,
         offset: 0,
-        key: None,
-        timestamp,
+        key: text("ce_partitionkey")?.map(String::into_bytes),
+        time,
         content_type,
+        dataschema: text("ce_dataschema")?,
         correlation_id: text("ce_correlationid")?,
+        extensions,
         headers,
         payload: record.value.clone(),
         attempt: 1,
@@ -211,55 +287,136 @@ mod tests {
 
     fn sample() -> Event {
         let mut event = cloudevents::decode(
-            br#"{"specversion":"1.0","id":"o-1","source":"/shop","type":"shop.order.placed.v1","subject":"o-1","time":"2026-01-02T03:04:05.678Z","partitionkey":"c-7","correlationid":"flow-1","traceparent":"00-a-b-01","data":{"total":1}}"#,
+            br#"{"specversion":"1.0","id":"o-1","source":"/shop","type":"shop.order.placed.v1","subject":"o-1","time":"2026-01-02T03:04:05.678901Z","dataschema":"https://example.com/order.json","partitionkey":"c-7","correlationid":"flow-1","traceparent":"00-a-b-01","color":"red","data":{"total":1}}"#,
         )
         .unwrap();
         event.topic = "orders".into();
         event.partition = 2;
         event.offset = 41;
+        event.headers.push(Header {
+            name: "x-tenant".into(),
+            value: b"acme".to_vec(),
+        });
         event
     }
 
     #[test]
-    fn binary_mode_round_trips() {
+    fn binary_mode_carries_every_attribute_as_a_ce_header_and_round_trips() {
         let event = sample();
         let record = encode(&event);
         assert_eq!(record.key.as_deref(), Some(&b"c-7"[..]));
-        assert!(record.headers.contains(&("ce_id".into(), b"o-1".to_vec())));
-        assert!(
-            record
-                .headers
-                .contains(&("content-type".into(), b"application/json".to_vec()))
-        );
-        assert!(
-            record
-                .headers
-                .contains(&("traceparent".into(), b"00-a-b-01".to_vec()))
-        );
+        for (name, value) in [
+            ("ce_id", "o-1"),
+            ("ce_dataschema", "https://example.com/order.json"),
+            ("ce_partitionkey", "c-7"),
+            ("ce_traceparent", "00-a-b-01"),
+            ("ce_color", "red"),
+            ("ce_time", "2026-01-02T03:04:05.678901Z"),
+            ("content-type", "application/json"),
+            ("x-tenant", "acme"),
+        ] {
+            assert_eq!(record.header(name), Some(value.as_bytes()), "{name}");
+        }
+        let names: Vec<&String> = record.headers.iter().map(|(n, _)| n).collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "no header twice: {names:?}");
         assert_eq!(decode(&record, "orders", 2, 41).unwrap(), event);
     }
 
     #[test]
-    fn structured_mode_is_accepted() {
+    fn an_event_without_data_is_a_record_without_a_value() {
+        let mut event = sample();
+        event.payload = None;
+        let record = encode(&event);
+        assert_eq!(record.value, None);
+        assert_eq!(decode(&record, "orders", 2, 41).unwrap().payload, None);
+    }
+
+    #[test]
+    fn the_partition_key_header_stands_in_for_a_missing_kafka_key() {
+        let mut record = encode(&sample());
+        record.key = None;
+        assert_eq!(
+            decode(&record, "t", 0, 0).unwrap().key.as_deref(),
+            Some(&b"c-7"[..])
+        );
+    }
+
+    #[test]
+    fn structured_mode_ignores_ce_headers_and_keeps_the_kafka_key() {
         let record = KafkaRecord {
             key: Some(b"k".to_vec()),
-            headers: vec![("content-type".into(), STRUCTURED.as_bytes().to_vec())],
-            value: br#"{"specversion":"1.0","id":"1","source":"s","type":"t","data":{"a":1}}"#
-                .to_vec(),
+            headers: vec![
+                (
+                    "content-type".into(),
+                    b"application/cloudevents+json; charset=UTF-8".to_vec(),
+                ),
+                ("ce_id".into(), b"other".to_vec()),
+                ("x-tenant".into(), b"acme".to_vec()),
+            ],
+            value: Some(
+                br#"{"specversion":"1.0","id":"1","source":"s","type":"t","data":{"a":1}}"#
+                    .to_vec(),
+            ),
             timestamp: Some(7),
         };
         let event = decode(&record, "t", 0, 3).unwrap();
         assert_eq!(
-            (event.id.as_str(), event.key.as_deref(), event.timestamp),
-            ("1", Some(&b"k"[..]), Some(7))
+            (
+                event.id.as_str(),
+                event.key.as_deref(),
+                event.time.as_deref()
+            ),
+            ("1", Some(&b"k"[..]), None)
         );
-        assert_eq!(event.payload, br#"{"a":1}"#);
+        assert_eq!(event.data(), br#"{"a":1}"#);
+        assert!(event.extensions.is_empty());
+        assert_eq!(event.header("x-tenant"), Some(&b"acme"[..]));
+        assert_eq!(event.header("ce_id"), None);
+    }
+
+    #[test]
+    fn plain_trace_and_old_plexus_headers_become_attributes() {
+        let mut record = encode(&sample());
+        record.headers.retain(|(n, _)| n != "ce_traceparent");
+        record
+            .headers
+            .push(("traceparent".into(), b"00-c-d-01".to_vec()));
+        record
+            .headers
+            .push(("plexus-dlq-kind".into(), b"trap".to_vec()));
+        let event = decode(&record, "t", 0, 0).unwrap();
+        assert_eq!(
+            event.extension_text("traceparent").as_deref(),
+            Some("00-c-d-01")
+        );
+        assert_eq!(
+            event.extension_text("plexusdlqkind").as_deref(),
+            Some("trap")
+        );
+        assert_eq!(event.header("traceparent"), None);
+    }
+
+    #[test]
+    fn an_event_whose_data_is_a_cloud_event_goes_in_structured_mode_and_comes_back() {
+        let mut event = sample();
+        event.content_type = Some("application/cloudevents+json".into());
+        event.payload =
+            Some(br#"{"specversion":"1.0","id":"inner","source":"s","type":"t"}"#.to_vec());
+        let record = encode(&event);
+        assert!(record.header("ce_id").is_none(), "structured mode");
+        let back = decode(&record, "orders", 2, 41).unwrap();
+        assert_eq!(back.payload, event.payload);
+        assert_eq!(back.content_type, event.content_type);
+        assert_eq!(back.id, "o-1");
     }
 
     #[test]
     fn a_plain_record_is_not_an_event() {
         let record = KafkaRecord {
-            value: b"hello".to_vec(),
+            value: Some(b"hello".to_vec()),
             ..KafkaRecord::default()
         };
         assert!(
@@ -268,7 +425,7 @@ mod tests {
                 .contains("no `ce_specversion`")
         );
         let broken = KafkaRecord {
-            value: b"{not json".to_vec(),
+            value: Some(b"{not json".to_vec()),
             ..KafkaRecord::default()
         };
         assert!(

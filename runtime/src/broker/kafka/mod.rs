@@ -178,7 +178,7 @@ impl KafkaBroker {
             Box::new(move |failed| drop(tx.send(failed.into_iter().next()))),
         );
         let record = KafkaRecord {
-            value: value.to_vec(),
+            value: Some(value.to_vec()),
             ..KafkaRecord::default()
         };
         self.send(topic, &record, &batch);
@@ -199,9 +199,11 @@ impl KafkaBroker {
                 value: Some(value),
             });
         }
-        let mut message = BaseRecord::with_opaque_to(topic, Box::new(batch.clone()))
-            .payload(&record.value)
-            .headers(headers);
+        let mut message =
+            BaseRecord::with_opaque_to(topic, Box::new(batch.clone())).headers(headers);
+        if let Some(value) = &record.value {
+            message = message.payload(value);
+        }
         if let Some(key) = &record.key {
             message = message.key(key);
         }
@@ -415,7 +417,7 @@ impl KafkaSource {
                     .into_iter()
                     .map(|(name, value)| Header { name, value })
                     .collect(),
-                raw: record.value,
+                raw: record.value.unwrap_or_default(),
                 reason,
             })),
         };

@@ -1,12 +1,16 @@
 //! Forwards every event whose type starts with the `prefix` config value to the `out` topic,
-//! with its key, headers, content type and payload unchanged; drops the rest. The Kafka
-//! benchmark's "filter plugin", set beside a plain consume-and-produce pipe.
+//! with its type, key, attributes, headers, content type and data unchanged; drops the rest.
+//! The Kafka benchmark's "filter plugin", set beside a plain consume-and-produce pipe, and
+//! the forwarding hop of the CloudEvents conformance tests (whose dead-letter hop it is too,
+//! with config `reject`).
 
 use plexus_sdk::{Config, Event, HandleError, Outgoing, Plugin, emit};
 
 struct Filter {
     out: String,
     prefix: String,
+    /// With config `reject = "reason"`, every event is rejected instead (dead-lettered).
+    reject: Option<String>,
 }
 
 impl Plugin for Filter {
@@ -14,25 +18,18 @@ impl Plugin for Filter {
         Ok(Filter {
             out: config.require("out")?.to_owned(),
             prefix: config.get("prefix").unwrap_or("").to_owned(),
+            reject: config.get("reject").map(str::to_owned),
         })
     }
 
     fn handle(&mut self, event: Event) -> Result<(), HandleError> {
+        if let Some(reason) = &self.reject {
+            return Err(HandleError::reject(reason.as_str()));
+        }
         if !event.type_.starts_with(&self.prefix) {
             return Ok(());
         }
-        let content_type = event
-            .content_type
-            .as_deref()
-            .unwrap_or("application/octet-stream");
-        let mut out =
-            Outgoing::new(&self.out, &event.type_).bytes(content_type, event.payload.clone());
-        if let Some(key) = &event.key {
-            out = out.key(key);
-        }
-        for header in &event.headers {
-            out = out.header(&header.name, &header.value);
-        }
+        let out = Outgoing::forward(&self.out, &event);
         emit(out)
     }
 }

@@ -11,7 +11,7 @@
 //! - `hostile.flood-log`: writes `bytes` (default 100 MiB) of log lines, and 1 MiB each to
 //!   stdout and stderr, then emits a report;
 //! - `hostile.reject`: rejects the event (whatever its size);
-//! - anything else: echoes the event to the `out` config topic (header `echo-of`).
+//! - anything else: echoes the event to the `out` config topic (attribute `echoof`).
 //!
 //! With config `sleep_in_init_secs = N`, `init` sleeps N seconds first. Reports and echoes
 //! go to the `out` config topic (default `echo`).
@@ -49,7 +49,7 @@ impl Hostile {
     fn report(&self, event: &Event, report: Value) -> Result<(), HandleError> {
         emit(
             Outgoing::new(&self.out, "hostile.report")
-                .header("echo-of", event.id.as_bytes())
+                .extension("echoof", event.id.as_str())
                 .json(&report)?,
         )
     }
@@ -118,7 +118,7 @@ impl Plugin for Hostile {
             }
             "hostile.emit-big" => emit(
                 Outgoing::new(&self.out, "hostile.big")
-                    .header("echo-of", event.id.as_bytes())
+                    .extension("echoof", event.id.as_str())
                     .bytes(
                         "application/octet-stream",
                         vec![b'x'; param(&event, "bytes", 2 << 20) as usize],
@@ -138,12 +138,12 @@ impl Plugin for Hostile {
             "hostile.reject" => Err(HandleError::reject(format!(
                 "rejected {} of {} bytes",
                 event.id,
-                event.payload.len()
+                event.data().len()
             ))),
             _ => emit(
                 Outgoing::new(&self.out, &format!("{}.echo", event.type_))
-                    .header("echo-of", event.id.as_bytes())
-                    .bytes("application/json", event.payload.clone()),
+                    .extension("echoof", event.id.as_str())
+                    .bytes("application/json", event.data().to_vec()),
             ),
         }
     }

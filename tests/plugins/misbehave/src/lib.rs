@@ -9,8 +9,8 @@
 //! - `test.sandbox`: tries to read a file, an environment variable and the WASI clock, and
 //!   emits what it saw;
 //! - with config `trap_in_init = "yes"`, `init` panics;
-//! - anything else: echoes the event to the `out` config topic (headers `echo-of`,
-//!   `echo-attempt` and `echo-tag`, the `tag` config value) after checking, in the state
+//! - anything else: echoes the event to the `out` config topic (extension attributes
+//!   `echoof`, `echoattempt` and `echotag`, the `tag` config value) after checking, in the state
 //!   store, that per-key sequence numbers (`seq` in the payload) never go backwards.
 
 use plexus_sdk::{Config, Event, HandleError, Outgoing, Plugin, emit, state};
@@ -44,10 +44,10 @@ impl Misbehave {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
         }
         let mut out = Outgoing::new(&self.out, &format!("{}.echo", event.type_))
-            .bytes("application/json", event.payload.clone())
-            .header("echo-of", event.id.as_bytes())
-            .header("echo-attempt", event.attempt.to_string())
-            .header("echo-tag", &self.tag);
+            .bytes("application/json", event.data().to_vec())
+            .extension("echoof", event.id.as_str())
+            .extension("echoattempt", event.attempt.to_string())
+            .extension("echotag", self.tag.as_str());
         if let Some(key) = &event.key {
             out = out.key(key);
         }
