@@ -103,11 +103,7 @@ fn main() {
                     let mut seen = arrivals.lock().unwrap();
                     for record in &records {
                         if let Body::Event(e) = &record.body {
-                            seen.push((
-                                now,
-                                String::from_utf8_lossy(e.header("plexus-handled-by").unwrap())
-                                    .into_owned(),
-                            ));
+                            seen.push((now, e.extension_text("plexushandledby").unwrap()));
                         }
                     }
                     let last = records.last().unwrap();

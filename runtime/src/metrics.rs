@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Why an event went to a dead-letter topic; also the `plexus-dlq-kind` header value.
+/// Why an event went to a dead-letter topic; also the `plexusdlqkind` attribute's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FailureKind {
     /// The plugin returned `reject`.

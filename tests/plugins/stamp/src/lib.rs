@@ -1,5 +1,5 @@
 //! The smallest plugin that shows which version handled an event: it emits one empty event
-//! to the `out` topic (the host stamps `plexus-handled-by` on it). Used by the reload
+//! to the `out` topic (the host stamps `plexushandledby` on it). Used by the reload
 //! benchmark as the "small plugin".
 
 use plexus_sdk::{Config, Event, HandleError, Outgoing, Plugin, emit};
