@@ -7,7 +7,12 @@
 //!    and headers unchanged), two workers.
 //!
 //! Each side runs from its consumer group's first poll until its last output is
-//! acknowledged. Run with `scripts/bench-kafka`, which starts the broker.
+//! acknowledged. Each runs over plaintext and over the broker's SASL_SSL listener (TLS with
+//! the test CA, SCRAM-SHA-512), twice, in the order plaintext, SASL_SSL, SASL_SSL, plaintext,
+//! reading the same input, so the cost of a secured connection shows as a ratio measured in
+//! the same run. Run with `scripts/bench-kafka`, which starts the broker
+//! and says where its SASL_SSL listener and CA are (`PLEXUS_KAFKA_SASL_SSL`,
+//! `PLEXUS_KAFKA_CA`).
 
 use plexus::Shutdown;
 use plexus::broker::kafka::binding;
@@ -22,14 +27,61 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-fn client(bootstrap: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap);
-    config
+/// How to reach the broker: plaintext, or SASL_SSL with the test CA and SCRAM user.
+struct Cluster {
+    bootstrap: String,
+    /// `(ca_file, password)` for SASL_SSL.
+    secured: Option<(String, String)>,
 }
 
-fn producer(bootstrap: &str) -> ThreadedProducer<DefaultProducerContext> {
-    client(bootstrap)
+/// The SCRAM password scripts/kafka-up gives the test user `plexus`.
+const TEST_SCRAM_PASSWORD: &str = "plexus-scram-secret";
+
+impl Cluster {
+    fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        if let Some((ca, password)) = &self.secured {
+            config
+                .set("security.protocol", "sasl_ssl")
+                .set("ssl.ca.location", ca)
+                .set("sasl.mechanism", "SCRAM-SHA-512")
+                .set("sasl.username", "plexus")
+                .set("sasl.password", password);
+        }
+        config
+    }
+
+    /// The `[broker]` tables of a Plexus config for this cluster, `keys` in `[broker]`; the
+    /// password goes in a file in `dir`.
+    fn plexus_broker(&self, keys: &str, dir: &std::path::Path) -> String {
+        let mut text = format!(
+            "[broker]\nkind = \"kafka\"\nbootstrap_servers = \"{}\"\n{keys}",
+            self.bootstrap
+        );
+        if let Some((ca, password)) = &self.secured {
+            let file = dir.join("password");
+            std::fs::write(&file, password).unwrap();
+            text += &format!(
+                "[broker.tls]\nca_file = \"{ca}\"\n[broker.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"plexus\"\npassword_file = \"{}\"\n",
+                file.display()
+            );
+        }
+        text
+    }
+}
+
+fn client(bootstrap: &str) -> ClientConfig {
+    Cluster {
+        bootstrap: bootstrap.to_owned(),
+        secured: None,
+    }
+    .client()
+}
+
+fn producer(cluster: &Cluster) -> ThreadedProducer<DefaultProducerContext> {
+    cluster
+        .client()
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
@@ -66,8 +118,8 @@ fn payload() -> Vec<u8> {
     serde_json::to_vec(&order).unwrap()
 }
 
-fn produce_input(bootstrap: &str, topic: &str, count: usize) -> f64 {
-    let producer = producer(bootstrap);
+fn produce_input(cluster: &Cluster, topic: &str, count: usize) -> f64 {
+    let producer = producer(cluster);
     let template = plexus::cloudevents::decode(br#"{"specversion":"1.0","id":"x","source":"/bench","type":"bench.order.v1","datacontenttype":"application/json"}"#).unwrap();
     let payload = payload();
     let started = Instant::now();
@@ -97,15 +149,16 @@ fn produce_input(bootstrap: &str, topic: &str, count: usize) -> f64 {
 }
 
 /// The plain pipe: consume, copy, produce; events per second.
-fn pipe(bootstrap: &str, input: &str, output: &str, count: usize) -> f64 {
-    let consumer: BaseConsumer = client(bootstrap)
-        .set("group.id", format!("{input}.pipe"))
+fn pipe(cluster: &Cluster, input: &str, output: &str, count: usize) -> f64 {
+    let consumer: BaseConsumer = cluster
+        .client()
+        .set("group.id", format!("{output}.pipe"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
     consumer.subscribe(&[input]).unwrap();
-    let producer = producer(bootstrap);
+    let producer = producer(cluster);
     let mut started = None;
     let mut copied = 0;
     while copied < count {
@@ -139,13 +192,16 @@ fn pipe(bootstrap: &str, input: &str, output: &str, count: usize) -> f64 {
 }
 
 /// Plexus with the filter plugin and `workers` workers; events per second.
-fn plexus(bootstrap: &str, input: &str, output: &str, count: usize, workers: u32) -> f64 {
+fn plexus(cluster: &Cluster, input: &str, output: &str, count: usize, workers: u32) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let plugins = std::env::var("PLEXUS_TEST_PLUGINS")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins").into());
+    let broker = cluster.plexus_broker(
+        &format!("group = \"{output}.plexus\"\ncreate_topics = false\n"),
+        dir.path(),
+    );
     let text = format!(
-        "[broker]\nkind = \"kafka\"\nbootstrap_servers = \"{bootstrap}\"\ngroup = \"{input}.plexus\"\ncreate_topics = false\n\
-         [plugins.filter]\npath = \"{plugins}/filter.wasm\"\nconfig = {{ out = \"{output}\", prefix = \"bench.\" }}\n\
+        "{broker}[plugins.filter]\npath = \"{plugins}/filter.wasm\"\nconfig = {{ out = \"{output}\", prefix = \"bench.\" }}\n\
          [routes.filter]\ntopic = \"{input}\"\nplugin = \"filter\"\nconcurrency = {workers}\ndead_letter = \"{input}.dlq\"\n"
     );
     let path = dir.path().join("plexus.toml");
@@ -188,30 +244,87 @@ fn main() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let (input, pipe_out, plexus_out) = (
-        format!("bench-in-{run}"),
-        format!("bench-pipe-out-{run}"),
-        format!("bench-plexus-out-{run}"),
-    );
+    let input = format!("bench-in-{run}");
     let admin: AdminClient<DefaultClientContext> = client(&bootstrap).create().unwrap();
-    let topics: Vec<NewTopic<'_>> = [&input, &pipe_out, &plexus_out]
-        .iter()
-        .map(|t| NewTopic::new(t, 4, TopicReplication::Fixed(1)))
-        .collect();
-    futures::executor::block_on(admin.create_topics(&topics, &AdminOptions::new())).unwrap();
-
-    println!("{count} events of 1 KB, 4 partitions, broker at {bootstrap}");
-    println!(
-        "producing the input: {:.0} events/s",
-        produce_input(&bootstrap, &input, count)
-    );
-    let pipe_rate = pipe(&bootstrap, &input, &pipe_out, count);
-    println!("plain rdkafka pipe (consume, copy, produce): {pipe_rate:.0} events/s");
+    let create = |topic: &str| {
+        let new = [NewTopic::new(topic, 4, TopicReplication::Fixed(1))];
+        futures::executor::block_on(admin.create_topics(&new, &AdminOptions::new())).unwrap();
+    };
+    create(&input);
+    create(&format!("{input}.dlq"));
+    // Each measurement writes a topic of its own.
+    let mut outputs = 0;
+    let mut output = |side: &str| {
+        outputs += 1;
+        let topic = format!("bench-{side}-out-{run}-{outputs}");
+        create(&topic);
+        topic
+    };
+    let plaintext = Cluster {
+        bootstrap: bootstrap.clone(),
+        secured: None,
+    };
     let workers: u32 = std::env::var("PLEXUS_BENCH_WORKERS")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(2);
-    let plexus_rate = plexus(&bootstrap, &input, &plexus_out, count, workers);
-    println!("plexus (filter plugin, {workers} workers):          {plexus_rate:.0} events/s");
-    println!("plexus / pipe: {:.2}", plexus_rate / pipe_rate);
+
+    println!("{count} events of 1 KB, 4 partitions, broker at {bootstrap}");
+    println!(
+        "producing the input: {:.0} events/s",
+        produce_input(&plaintext, &input, count)
+    );
+    let secured = match (
+        std::env::var("PLEXUS_KAFKA_SASL_SSL"),
+        std::env::var("PLEXUS_KAFKA_CA"),
+    ) {
+        (Ok(address), Ok(ca)) => Cluster {
+            bootstrap: address,
+            secured: Some((ca, TEST_SCRAM_PASSWORD.to_owned())),
+        },
+        _ => {
+            let pipe_rate = pipe(&plaintext, &input, &output("pipe"), count);
+            println!("plain rdkafka pipe (consume, copy, produce): {pipe_rate:.0} events/s");
+            let plexus_rate = plexus(&plaintext, &input, &output("plexus"), count, workers);
+            println!("plexus (filter plugin, {workers} workers): {plexus_rate:.0} events/s");
+            println!("plexus / pipe: {:.2}", plexus_rate / pipe_rate);
+            println!("SASL_SSL: skipped (PLEXUS_KAFKA_SASL_SSL and PLEXUS_KAFKA_CA not set)");
+            return;
+        }
+    };
+
+    // Plaintext and SASL_SSL in the order A B B A, so the broker warming up (the first read
+    // of the input is the slowest) weighs on both alike; each figure is the mean of two.
+    println!(
+        "over SASL_SSL: TLS with the test CA, SCRAM-SHA-512, at {}",
+        secured.bootstrap
+    );
+    let mut rates = |side: &str, run: &mut dyn FnMut(&Cluster, &str) -> f64| {
+        let a1 = run(&plaintext, &output(side));
+        let b1 = run(&secured, &output(side));
+        let b2 = run(&secured, &output(side));
+        let a2 = run(&plaintext, &output(side));
+        println!(
+            "{side}, in order: plaintext {a1:.0}, SASL_SSL {b1:.0}, SASL_SSL {b2:.0}, plaintext {a2:.0} ev/s"
+        );
+        ((a1 + a2) / 2.0, (b1 + b2) / 2.0)
+    };
+    let (pipe_plain, pipe_tls) = rates("pipe", &mut |c, out| pipe(c, &input, out, count));
+    let (plexus_plain, plexus_tls) = rates("plexus", &mut |c, out| {
+        plexus(c, &input, out, count, workers)
+    });
+    println!("                         plaintext     SASL_SSL   SASL_SSL/plaintext");
+    println!(
+        "plain rdkafka pipe  {pipe_plain:>10.0} ev/s {pipe_tls:>9.0} ev/s   {:.2}",
+        pipe_tls / pipe_plain
+    );
+    println!(
+        "plexus ({workers} workers)  {plexus_plain:>10.0} ev/s {plexus_tls:>9.0} ev/s   {:.2}",
+        plexus_tls / plexus_plain
+    );
+    println!(
+        "plexus / pipe       {:>10.2}      {:>9.2}",
+        plexus_plain / pipe_plain,
+        plexus_tls / pipe_tls
+    );
 }

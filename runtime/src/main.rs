@@ -30,6 +30,10 @@ enum Command {
         /// The configuration file.
         #[arg(long, short, default_value = "plexus.toml")]
         config: PathBuf,
+        /// Also connect to the broker: reach Kafka (TLS, credentials) within
+        /// `connect_timeout` and, with `create_topics` off, find every topic.
+        #[arg(long)]
+        connect: bool,
     },
     /// Run one plugin on a file of CloudEvents JSON lines and print the outcomes.
     Test {
@@ -72,12 +76,18 @@ fn main() {
         .with_ansi(colours_wanted())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PLEXUS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // rdkafka warns "Ignored event 'Error'" after handing each error to our
+                // context, which logs it already.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new(
+                        "info,rdkafka::producer::base_producer=error",
+                    )
+                }),
         )
         .init();
     let code = match Cli::parse().command {
         Command::Run { config, no_watch } => commands::run::run(&config, !no_watch),
-        Command::Check { config } => commands::check::check(&config),
+        Command::Check { config, connect } => commands::check::check(&config, connect),
         Command::Test {
             plugin,
             events,

@@ -9,9 +9,10 @@
 //! [`run`] is `plexus run`: start, watch for changes (see [`crate::watch`]), wait, stop.
 
 use crate::broker::files::write_output;
-use crate::broker::{Broker, Source};
+use crate::broker::kafka::connect::{self, ClusterInfo};
+use crate::broker::{Broker, Source, kafka_settings};
 use crate::config::error::{ConfigError, ConfigErrors};
-use crate::config::{Config, PluginConfig, RouteConfig};
+use crate::config::{BrokerKind, Config, PluginConfig, RouteConfig};
 use crate::dispatch::publish::Publisher;
 use crate::dispatch::retry::RetryPolicy;
 use crate::dispatch::{RouteSpec, RunningRoute, start_route};
@@ -211,6 +212,7 @@ impl Runtime {
                 (name.get_ref().clone(), live)
             })
             .collect();
+        check_connection(&config, &shutdown)?;
         let broker = Broker::open(&config.spec.broker).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut runtime = Runtime {
             publisher: Publisher::start(broker.sink())?,
@@ -312,23 +314,9 @@ impl Runtime {
             Broker::Kafka(kafka) if config.spec.broker.create_topics => kafka,
             _ => return Ok(()),
         };
-        let spec = &config.spec;
-        let mut topics: Vec<String> = spec
-            .routes
-            .iter()
-            .flat_map(|(name, r)| {
-                [
-                    r.topic.to_string(),
-                    r.dead_letter_topic(name.get_ref()).to_string(),
-                ]
-            })
-            .chain(spec.inputs.iter().map(|i| i.get_ref().topic.to_string()))
-            .chain(spec.outputs.iter().map(|o| o.get_ref().topic.to_string()))
-            .collect();
-        topics.sort();
-        topics.dedup();
+        let topics = config.named_topics();
         broker
-            .ensure_topics(&topics, *spec.broker.partitions.get_ref())
+            .ensure_topics(&topics, *config.spec.broker.partitions.get_ref())
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
@@ -626,6 +614,27 @@ fn file_digest(path: &Path) -> Option<[u8; 32]> {
     std::fs::read(path)
         .ok()
         .map(|bytes| crate::host::engine::sha256(&bytes))
+}
+
+/// On Kafka, reaches the cluster (and, with `create_topics` off, finds every topic the
+/// config names) before anything is started, so a cluster that cannot be used gives one
+/// error with the reason within `connect_timeout`, and nothing else.
+pub fn check_connection(config: &Config, stop: &Shutdown) -> anyhow::Result<Option<ClusterInfo>> {
+    let settings = &config.spec.broker;
+    if *settings.kind.get_ref() != BrokerKind::Kafka {
+        return Ok(None);
+    }
+    let needed = if settings.create_topics {
+        Vec::new()
+    } else {
+        config.named_topics()
+    };
+    let kafka = kafka_settings(settings);
+    let timeout = settings.connect_timeout.get_ref().0;
+    tracing::info!(address = %kafka.bootstrap_servers, timeout_ms = timeout.as_millis() as u64, "connecting to Kafka");
+    let info = connect::check_connection(&kafka, &needed, timeout, stop)?;
+    tracing::info!(address = %kafka.bootstrap_servers, brokers = info.brokers, "connected to Kafka");
+    Ok(Some(info))
 }
 
 /// `plexus run`: runs `config` until its inputs are exhausted or `shutdown` is set. SIGHUP

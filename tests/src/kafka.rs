@@ -275,3 +275,73 @@ pub fn kill_hard(child: &mut Child) {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// The broker's secured listeners and test PKI, as scripts/kafka-up sets them up: mutual
+/// TLS on the plaintext port + 2, SASL_SSL on + 3, certificates in `$PLEXUS_KAFKA_DIR/tls`.
+pub struct Secured {
+    /// `127.0.0.1:port` of the TLS listener that requires a client certificate.
+    pub mtls: String,
+    /// `127.0.0.1:port` of the SASL_SSL listener.
+    pub sasl_ssl: String,
+    /// `ca.pem`, `client.pem`, `client.key`, `other-ca.pem` (a CA the broker does not use).
+    pub tls_dir: std::path::PathBuf,
+}
+
+/// The SCRAM password of the test user `plexus` (scripts/kafka-up).
+pub const SCRAM_PASSWORD: &str = "plexus-scram-secret";
+/// The PLAIN password of the test user `plexus` (scripts/kafka-up).
+pub const PLAIN_PASSWORD: &str = "plexus-plain-secret";
+
+/// Where the broker's secured listeners are.
+pub fn secured() -> Secured {
+    let (host, port) = bootstrap().rsplit_once(':').expect("host:port");
+    let port: u16 = port.parse().expect("port");
+    let state = std::env::var("PLEXUS_KAFKA_DIR")
+        .map_or_else(|_| crate::repo("target/kafka"), std::path::PathBuf::from);
+    Secured {
+        mtls: format!("{host}:{}", port + 2),
+        sasl_ssl: format!("{host}:{}", port + 3),
+        tls_dir: state.join("tls"),
+    }
+}
+
+/// Runs kcat (an independent Kafka client) against the plaintext listener with `args`,
+/// feeding it `input`; its stdout. Fails the test if kcat fails.
+pub fn kcat(args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut child = Command::new("kcat")
+        .args(["-b", bootstrap()])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kcat (installed by scripts/setup-host-deps --test)");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kcat {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The compression codecs of the record batches stored for `topic`, read from the broker's
+/// log segments by Kafka's own tool (scripts/kafka/record-codecs).
+pub fn record_codecs(topic: &str) -> Vec<String> {
+    let out = Command::new(crate::repo("scripts/kafka/record-codecs"))
+        .arg(topic)
+        .output()
+        .expect("record-codecs");
+    assert!(
+        out.status.success(),
+        "record-codecs {topic}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}

@@ -39,18 +39,9 @@ impl Broker {
             BrokerKind::Embedded => {
                 Broker::Embedded(EmbeddedBroker::new(*config.partitions.get_ref()))
             }
-            BrokerKind::Kafka => Broker::Kafka(Arc::new(KafkaBroker::connect(KafkaSettings {
-                bootstrap_servers: config
-                    .bootstrap_servers
-                    .as_ref()
-                    .map(|b| b.get_ref().clone())
-                    .unwrap_or_default(),
-                group: config
-                    .group
-                    .as_ref()
-                    .map_or_else(|| "plexus".to_owned(), |g| g.get_ref().clone()),
-                properties: config.properties.clone(),
-            })?)),
+            BrokerKind::Kafka => {
+                Broker::Kafka(Arc::new(KafkaBroker::connect(kafka_settings(config))?))
+            }
         })
     }
 
@@ -94,6 +85,29 @@ impl Broker {
             Broker::Embedded(broker) => files::feed_file(broker, topic, path, stop),
             Broker::Kafka(broker) => files::feed_kafka(broker, topic, path, stop),
         }
+    }
+}
+
+/// How to reach the Kafka cluster `config` describes.
+pub fn kafka_settings(config: &BrokerConfig) -> KafkaSettings {
+    KafkaSettings {
+        bootstrap_servers: config
+            .bootstrap_servers
+            .as_ref()
+            .map(|b| b.get_ref().clone())
+            .unwrap_or_default(),
+        group: config
+            .group
+            .as_ref()
+            .map_or_else(|| "plexus".to_owned(), |g| g.get_ref().clone()),
+        properties: config
+            .properties
+            .iter()
+            .map(|(key, value)| (key.get_ref().clone(), value.clone()))
+            .chain(config.security.properties.clone())
+            .collect(),
+        secrets: config.security.secrets.clone(),
+        tokens: kafka::oauth::TokenSource::new(config.security.oauth_token_file.clone()),
     }
 }
 

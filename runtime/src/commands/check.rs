@@ -1,18 +1,20 @@
 //! `plexus check`: validate the config and load every plugin against the world, without
 //! running anything. Exit 0 with a summary, or 1 with `error:` lines naming file:line:col.
+//! With `--connect`, also reach the broker; a cluster that cannot be used exits 2.
 
-use super::{EXIT_INVALID, load_config, print_errors};
+use super::{EXIT_INVALID, EXIT_UNREACHABLE, load_config, print_errors};
 use crate::config::Config;
 use crate::config::error::ConfigErrors;
 use crate::handler::Plugin;
 use crate::host::engine::PlexusEngine;
 use crate::runtime::{cache_dir, load_plugins};
+use crate::shutdown::Shutdown;
 use crate::state::MemoryStateStore;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// Checks `config_path`; returns the exit code.
-pub fn check(config_path: &Path) -> i32 {
+/// Checks `config_path` (and, with `connect`, the broker); returns the exit code.
+pub fn check(config_path: &Path, connect: bool) -> i32 {
     let config = match load_config(config_path) {
         Ok(config) => config,
         Err(code) => return code,
@@ -38,6 +40,9 @@ pub fn check(config_path: &Path) -> i32 {
         return EXIT_INVALID;
     }
     println!("ok: {}", config.file);
+    if let Some(line) = broker_summary(&config) {
+        println!("{line}");
+    }
     for (name, plugin) in &plugins {
         let world = plugin.loaded().pre.world();
         if world == crate::host::component::WORLD {
@@ -66,6 +71,72 @@ pub fn check(config_path: &Path) -> i32 {
     }
     for warning in warnings(&config) {
         println!("warning: {warning}");
+    }
+    if connect {
+        return check_connection(&config);
+    }
+    0
+}
+
+/// How Plexus will reach Kafka: address, protocol, identity (never a secret's value).
+fn broker_summary(config: &Config) -> Option<String> {
+    let broker = &config.spec.broker;
+    let address = broker.bootstrap_servers.as_ref()?.get_ref();
+    let security = &broker.security.properties;
+    let protocol = security
+        .get("security.protocol")
+        .map_or("plaintext", String::as_str);
+    let mut line = format!("broker: Kafka at {address} over {protocol}");
+    if let Some(mechanism) = security.get("sasl.mechanism") {
+        line += &format!(", SASL {mechanism}");
+        if let Some(user) = security.get("sasl.username") {
+            line += &format!(" as `{user}`");
+        }
+    }
+    if let Some(ca) = security.get("ssl.ca.location") {
+        line += &format!(", CA {ca}");
+    }
+    if let Some(cert) = security.get("ssl.certificate.location") {
+        line += &format!(", client certificate {cert}");
+    }
+    Some(line)
+}
+
+/// `--connect`: reaches the broker as `plexus run` would at start.
+fn check_connection(config: &Config) -> i32 {
+    let stop = Shutdown::new();
+    if let Err(error) = stop.on_signals() {
+        eprintln!("warning: signals not handled: {error}");
+    }
+    match crate::runtime::check_connection(config, &stop) {
+        Ok(None) => println!("connect: the embedded broker runs in process; nothing to reach"),
+        Ok(Some(info)) => {
+            let missing: Vec<String> = config
+                .named_topics()
+                .into_iter()
+                .filter(|t| !info.topics.contains(t))
+                .collect();
+            let address = config
+                .spec
+                .broker
+                .bootstrap_servers
+                .as_ref()
+                .map_or("", |b| b.get_ref());
+            print!("connect: Kafka at {address}: {} broker(s)", info.brokers);
+            if missing.is_empty() {
+                println!(", every topic exists");
+            } else {
+                println!(
+                    ", {} created at start: {}",
+                    missing.len(),
+                    missing.join(", ")
+                );
+            }
+        }
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return EXIT_UNREACHABLE;
+        }
     }
     0
 }

@@ -17,6 +17,10 @@ use std::path::Path;
 /// Exit code for a run or check that found problems in its input.
 pub const EXIT_INVALID: i32 = 1;
 
+/// Exit code when the broker cannot be used: unreachable, refusing the TLS handshake or the
+/// credentials, or missing topics.
+pub const EXIT_UNREACHABLE: i32 = 2;
+
 /// Loads a config, printing its errors (one `error:` line each) on failure.
 fn load_config(path: &Path) -> Result<Config, i32> {
     Config::load(path).map_err(|errors| {

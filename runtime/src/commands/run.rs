@@ -2,8 +2,9 @@
 //! drain, commit, print a summary and exit 0. Changes to the config and plugin files (and
 //! SIGHUP) are applied live unless `--no-watch` is given.
 
-use super::{EXIT_INVALID, load_config, print_errors};
+use super::{EXIT_INVALID, EXIT_UNREACHABLE, load_config, print_errors};
 use crate::Shutdown;
+use crate::broker::kafka::connect::ConnectError;
 use crate::config::error::ConfigErrors;
 use crate::runtime::{RunReport, run as run_config};
 use std::path::Path;
@@ -26,6 +27,19 @@ pub fn run(config_path: &Path, watch: bool) -> i32 {
             0
         }
         Err(error) => {
+            if let Some(error) = error.downcast_ref::<ConnectError>() {
+                return match error {
+                    // Asked to stop before anything started: nothing went wrong.
+                    ConnectError::Stopped { .. } => {
+                        eprintln!("{error}");
+                        0
+                    }
+                    _ => {
+                        eprintln!("error: {error}");
+                        EXIT_UNREACHABLE
+                    }
+                };
+            }
             match error.downcast_ref::<ConfigErrors>() {
                 Some(errors) => print_errors(errors),
                 None => eprintln!("error: {error:#}"),

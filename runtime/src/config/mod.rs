@@ -7,12 +7,16 @@
 //! - [`units`]: validated values (durations, sizes, topic names, digests).
 //! - [`error`]: errors with file:line:col.
 //! - `validate`: the checks that span several tables (route → plugin, dead-letter loops).
+//! - [`kafka_security`]: `[broker.tls]`, `[broker.sasl]`, `[broker.secrets]`, and where
+//!   secrets come from.
 
 pub mod error;
+pub mod kafka_security;
 pub mod units;
 mod validate;
 
 use self::error::{ConfigError, ConfigErrors, Locator};
+use self::kafka_security::{KafkaSecurity, SaslConfig, SecretSource, TlsConfig};
 use self::units::{ByteSize, Duration, Sha256Hex, TopicName};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -87,9 +91,25 @@ pub struct BrokerConfig {
     #[serde(default = "default_true")]
     pub create_topics: bool,
     /// `[broker.properties]`: Kafka only; librdkafka properties passed through to every
-    /// consumer and the producer (`"security.protocol" = "ssl"`, ...).
+    /// consumer and the producer (`"compression.codec" = "zstd"`, ...). Secrets are refused
+    /// here: they go in `[broker.secrets]`.
     #[serde(default)]
-    pub properties: BTreeMap<String, String>,
+    pub properties: BTreeMap<Spanned<String>, String>,
+    /// `[broker.tls]`: Kafka only; connect over TLS.
+    pub tls: Option<Spanned<TlsConfig>>,
+    /// `[broker.sasl]`: Kafka only; authenticate with SASL.
+    pub sasl: Option<Spanned<SaslConfig>>,
+    /// `[broker.secrets]`: Kafka only; librdkafka properties whose values are read from the
+    /// environment or a file: `"ssl.keystore.password" = { env = "NAME" }`.
+    #[serde(default)]
+    pub secrets: BTreeMap<Spanned<String>, Spanned<SecretSource>>,
+    /// `connect_timeout = "10s"`: Kafka only; how long to wait for the cluster at start
+    /// (and in `plexus check --connect`) before failing with the reason.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Spanned<Duration>,
+    /// What `tls`, `sasl` and `secrets` come to, read when the file is loaded.
+    #[serde(skip)]
+    pub security: KafkaSecurity,
     /// `idle_exit = "5s"`: Kafka only; end the run once inputs are fed and no route or
     /// output has received anything for this long (batch-style runs, tests). Default: run
     /// until SIGINT/SIGTERM.
@@ -105,9 +125,18 @@ impl Default for BrokerConfig {
             group: None,
             create_topics: true,
             properties: BTreeMap::new(),
+            tls: None,
+            sasl: None,
+            secrets: BTreeMap::new(),
+            connect_timeout: default_connect_timeout(),
+            security: KafkaSecurity::default(),
             idle_exit: None,
         }
     }
+}
+
+fn default_connect_timeout() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration(std::time::Duration::from_secs(10)))
 }
 
 fn default_kind() -> Spanned<BrokerKind> {
@@ -371,6 +400,8 @@ impl Config {
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
+        spec.broker.security =
+            kafka_security::resolve(&spec.broker, base_dir, &locator).map_err(ConfigErrors)?;
         resolve_paths(&mut spec, base_dir);
         Ok(Config {
             file: file.to_owned(),
@@ -387,6 +418,27 @@ impl Config {
         message: impl Into<String>,
     ) -> ConfigError {
         Locator::new(&self.file, &self.text).error(Some(span), message)
+    }
+
+    /// Every topic the config names: route inputs and their dead-letter topics, inputs and
+    /// outputs (sorted, once each).
+    pub fn named_topics(&self) -> Vec<String> {
+        let spec = &self.spec;
+        let mut topics: Vec<String> = spec
+            .routes
+            .iter()
+            .flat_map(|(name, r)| {
+                [
+                    r.topic.to_string(),
+                    r.dead_letter_topic(name.get_ref()).to_string(),
+                ]
+            })
+            .chain(spec.inputs.iter().map(|i| i.get_ref().topic.to_string()))
+            .chain(spec.outputs.iter().map(|o| o.get_ref().topic.to_string()))
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
     }
 
     /// The plugin called `name`.

@@ -155,6 +155,12 @@ fn check_broker(broker: &super::BrokerConfig, at: &Locator<'_>, errors: &mut Vec
                     "broker kind `kafka` needs `bootstrap_servers`, e.g. \"127.0.0.1:9092\"",
                 ));
             }
+            if broker.connect_timeout.get_ref().0.is_zero() {
+                errors.push(at.error(
+                    Some(broker.connect_timeout.span()),
+                    "connect_timeout must be more than 0ms",
+                ));
+            }
         }
         super::BrokerKind::Embedded => {
             let kafka_only = [
@@ -165,9 +171,19 @@ fn check_broker(broker: &super::BrokerConfig, at: &Locator<'_>, errors: &mut Vec
                 ("group", broker.group.as_ref().map(|v| v.span())),
                 (
                     "properties",
-                    (!broker.properties.is_empty()).then(|| broker.kind.span()),
+                    broker.properties.keys().next().map(|key| key.span()),
                 ),
                 ("idle_exit", broker.idle_exit.as_ref().map(|v| v.span())),
+                ("tls", broker.tls.as_ref().map(|t| t.span())),
+                ("sasl", broker.sasl.as_ref().map(|s| s.span())),
+                (
+                    "secrets",
+                    broker.secrets.keys().next().map(|key| key.span()),
+                ),
+                (
+                    "connect_timeout",
+                    Some(broker.connect_timeout.span()).filter(|s| !s.is_empty()),
+                ),
             ];
             for (key, span) in kafka_only {
                 if let Some(span) = span {

@@ -12,23 +12,31 @@
 //!
 //! # Layout
 //! - [`binding`]: the CloudEvents Kafka binding (binary out; binary or structured in).
+//! - [`connect`]: the connection check at start: reach the cluster or say why not, quickly.
+//! - [`roles`]: which configured properties reach producers and which reach consumers.
+//! - [`oauth`]: OAUTHBEARER tokens read from a file, for every client.
 
 pub mod binding;
+pub mod connect;
+pub mod oauth;
+pub mod roles;
 
 use super::{
     Body, BrokerError, Completion, Delivery, Poll, RevokeHook, Sink, Source, Undecodable,
     Undelivered,
 };
+use crate::config::kafka_security::Secret;
 use crate::event::{Event, Header};
 use binding::KafkaRecord;
+use oauth::TokenSource;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use roles::Role;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -48,8 +56,12 @@ pub struct KafkaSettings {
     pub bootstrap_servers: String,
     /// Prefix of every consumer group: a route's group is `GROUP.ROUTE`.
     pub group: String,
-    /// librdkafka properties for consumers and the producer alike.
+    /// librdkafka properties; each client takes those of its role (see [`roles`]).
     pub properties: BTreeMap<String, String>,
+    /// Properties whose values are secrets (passwords), kept apart so they are never shown.
+    pub secrets: BTreeMap<String, Secret>,
+    /// Where OAUTHBEARER tokens come from.
+    pub tokens: TokenSource,
 }
 
 /// A connection to a Kafka cluster: the shared producer and a factory of sources.
@@ -58,11 +70,17 @@ pub struct KafkaBroker {
     producer: ThreadedProducer<DeliveryContext>,
 }
 
-fn client_config(settings: &KafkaSettings) -> ClientConfig {
+/// The settings for a client in `role`: the address, the properties for that role, secrets.
+fn client_config(settings: &KafkaSettings, role: Role) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &settings.bootstrap_servers);
     for (key, value) in &settings.properties {
-        config.set(key, value);
+        if role.reads(key) {
+            config.set(key, value);
+        }
+    }
+    for (key, secret) in &settings.secrets {
+        config.set(key, secret.expose());
     }
     config
 }
@@ -111,18 +129,20 @@ impl KafkaBroker {
             // librdkafka retries for this long before failing a message; Plexus retries
             // such failures again itself, for as long as it runs.
             .set("message.timeout.ms", "300000");
-        for (key, value) in client_config(&settings).config_map() {
+        for (key, value) in client_config(&settings, Role::Producer).config_map() {
             config.set(key, value);
         }
         let producer = config
-            .create_with_context(DeliveryContext)
+            .create_with_context(DeliveryContext {
+                tokens: settings.tokens.clone(),
+            })
             .map_err(broker_error)?;
         Ok(KafkaBroker { settings, producer })
     }
 
     /// A source reading `topic` for `subscriber`, in consumer group `GROUP.SUBSCRIBER`.
     pub fn subscribe(&self, topic: &str, subscriber: &str) -> Result<KafkaSource, BrokerError> {
-        let mut config = client_config(&self.settings);
+        let mut config = client_config(&self.settings, Role::Consumer);
         config
             .set("group.id", format!("{}.{subscriber}", self.settings.group))
             .set("enable.auto.commit", "false")
@@ -131,6 +151,7 @@ impl KafkaBroker {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000");
         let context = SourceContext {
+            tokens: self.settings.tokens.clone(),
             topic: topic.to_owned(),
             hook: Mutex::new(None),
             committed: Mutex::new(BTreeMap::new()),
@@ -147,8 +168,10 @@ impl KafkaBroker {
 
     /// Creates the topics that do not exist yet, with `partitions` partitions each.
     pub fn ensure_topics(&self, topics: &[String], partitions: u32) -> Result<(), BrokerError> {
-        let admin: AdminClient<DefaultClientContext> = client_config(&self.settings)
-            .create()
+        let admin: AdminClient<AdminContext> = client_config(&self.settings, Role::Producer)
+            .create_with_context(AdminContext {
+                tokens: self.settings.tokens.clone(),
+            })
             .map_err(broker_error)?;
         let new: Vec<NewTopic<'_>> = topics
             .iter()
@@ -310,12 +333,41 @@ impl Batch {
     }
 }
 
-struct DeliveryContext;
+/// Answers librdkafka's requests for a fresh OAUTHBEARER token from the client's source.
+macro_rules! bearer_tokens {
+    () => {
+        const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+        fn generate_oauth_token(
+            &self,
+            _config: Option<&str>,
+        ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+            self.tokens.token()
+        }
+    };
+}
+pub(crate) use bearer_tokens;
+
+/// The admin client's context: tokens, and librdkafka's default logging.
+struct AdminContext {
+    tokens: TokenSource,
+}
+
+impl ClientContext for AdminContext {
+    bearer_tokens!();
+}
+
+/// The producer's context: tokens, fatal errors, delivery reports.
+struct DeliveryContext {
+    tokens: TokenSource,
+}
 
 /// Exit code when the producer fails fatally.
 const EXIT_PRODUCER_FATAL: i32 = 70;
 
 impl ClientContext for DeliveryContext {
+    bearer_tokens!();
+
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
             // The producer will never deliver again. Nothing unacknowledged was committed,
@@ -341,13 +393,16 @@ impl ProducerContext for DeliveryContext {
 }
 
 struct SourceContext {
+    tokens: TokenSource,
     topic: String,
     hook: Mutex<Option<RevokeHook>>,
     /// The last position committed per partition still owned, for the final commit.
     committed: Mutex<BTreeMap<u32, u64>>,
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    bearer_tokens!();
+}
 
 impl ConsumerContext for SourceContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
