@@ -3,8 +3,7 @@
 //!
 //! Secrets are never written in `plexus.toml`: each names an environment variable (`*_env`)
 //! or a file (`*_file`, e.g. a mounted Kubernetes secret) that is read when the config is
-//! loaded. A secret put into `[broker.properties]` is an error, and a [`Secret`] prints as
-//! `***`, so it reaches librdkafka and nothing else (no log line, no `Debug` output).
+//! loaded (see [`super::secret`]). A secret put into `[broker.properties]` is an error.
 //!
 //! [`resolve`] turns the tables into librdkafka properties (`security.protocol`, `ssl.*`,
 //! `sasl.*`), checking every file and secret up front so a mistake is reported with its
@@ -12,9 +11,9 @@
 
 use super::BrokerConfig;
 use super::error::{ConfigError, Locator};
+use super::secret::{self, Secret, SecretSource, is_secret_property, jwt_claims};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
@@ -87,33 +86,6 @@ impl SaslMechanism {
     }
 }
 
-/// A value of `[broker.secrets]`: `{ env = "NAME" }` or `{ file = "path" }`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretSource {
-    /// The environment variable holding the value.
-    pub env: Option<String>,
-    /// The file holding the value.
-    pub file: Option<PathBuf>,
-}
-
-/// A secret read from the environment or a file. `Debug` shows `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The value, for librdkafka only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
 /// What the tables come to in librdkafka's terms.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KafkaSecurity {
@@ -123,29 +95,6 @@ pub struct KafkaSecurity {
     pub secrets: BTreeMap<String, Secret>,
     /// OAUTHBEARER: the file the token is read from.
     pub oauth_token_file: Option<PathBuf>,
-}
-
-/// What a bearer token says of itself: the principal (`sub`) and when it expires (`exp`,
-/// in milliseconds since the Unix epoch). The token is a JWT; its signature is for the
-/// broker to check.
-pub fn jwt_claims(token: &str) -> Result<(String, i64), String> {
-    use base64::Engine as _;
-    let payload = token
-        .split('.')
-        .nth(1)
-        .ok_or("the token is not a JWT (header.payload.signature)")?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .map_err(|e| format!("the token's payload is not base64url: {e}"))?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("the token's payload is not JSON: {e}"))?;
-    let subject = claims["sub"]
-        .as_str()
-        .ok_or("the token has no `sub` claim (the principal)")?;
-    let expires = claims["exp"]
-        .as_i64()
-        .ok_or("the token has no numeric `exp` claim")?;
-    Ok((subject.to_owned(), expires.saturating_mul(1000)))
 }
 
 /// librdkafka properties the tables own: setting one in `[broker.properties]` as well would
@@ -163,11 +112,6 @@ const OWNED_BY_SASL: &[&str] = &[
     "sasl.mechanisms",
     "sasl.username",
 ];
-
-/// Whether a librdkafka property holds a secret (and so must not be written in the file).
-fn is_secret_property(key: &str) -> bool {
-    key.contains("password") || key.contains("secret") || key == "ssl.key.pem"
-}
 
 fn default_true() -> bool {
     true
@@ -419,42 +363,15 @@ impl Resolver<'_> {
     }
 
     fn read_env(&mut self, name: &str, span: std::ops::Range<usize>) -> Option<Secret> {
-        match std::env::var(name) {
-            Ok(value) if !value.is_empty() => Some(Secret(value)),
-            Ok(_) => {
-                self.error(span, format!("environment variable `{name}` is empty"));
-                None
-            }
-            Err(_) => {
-                self.error(span, format!("environment variable `{name}` is not set"));
-                None
-            }
-        }
+        secret::from_env(name)
+            .map_err(|why| self.error(span, why))
+            .ok()
     }
 
     fn read_file(&mut self, path: &Path, span: std::ops::Range<usize>) -> Option<Secret> {
-        let path = self.path(path);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let value = text
-                    .strip_suffix('\n')
-                    .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                    .unwrap_or(&text);
-                if value.is_empty() {
-                    self.error(span, format!("secret file `{}` is empty", path.display()));
-                    None
-                } else {
-                    Some(Secret(value.to_owned()))
-                }
-            }
-            Err(error) => {
-                self.error(
-                    span,
-                    format!("cannot read secret file `{}`: {error}", path.display()),
-                );
-                None
-            }
-        }
+        secret::from_file(&self.path(path))
+            .map_err(|why| self.error(span, why))
+            .ok()
     }
 
     /// One entry of `[broker.secrets]`.
@@ -479,50 +396,6 @@ impl Resolver<'_> {
         };
         if let Some(secret) = secret {
             self.security.secrets.insert(name.clone(), secret);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_never_show_in_debug_output() {
-        let security = KafkaSecurity {
-            secrets: BTreeMap::from([("sasl.password".into(), Secret("hunter2".into()))]),
-            ..KafkaSecurity::default()
-        };
-        let shown = format!("{security:?}");
-        assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("***"), "{shown}");
-    }
-
-    #[test]
-    fn a_jwt_gives_its_subject_and_expiry() {
-        // {"alg":"none"} . {"sub":"plexus","exp":2000000000} . (no signature)
-        let token = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJwbGV4dXMiLCJleHAiOjIwMDAwMDAwMDB9.";
-        assert_eq!(
-            jwt_claims(token),
-            Ok(("plexus".to_owned(), 2_000_000_000_000))
-        );
-        assert!(jwt_claims("not a token").is_err());
-        assert!(jwt_claims("eyJhbGciOiJub25lIn0.eyJzdWIiOiJwbGV4dXMifQ.").is_err());
-    }
-
-    #[test]
-    fn secret_properties_are_recognised() {
-        for key in [
-            "sasl.password",
-            "ssl.key.password",
-            "ssl.keystore.password",
-            "ssl.key.pem",
-            "sasl.oauthbearer.client.secret",
-        ] {
-            assert!(is_secret_property(key), "{key}");
-        }
-        for key in ["ssl.ca.location", "sasl.username", "ssl.keystore.location"] {
-            assert!(!is_secret_property(key), "{key}");
         }
     }
 }

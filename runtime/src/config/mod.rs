@@ -7,16 +7,18 @@
 //! - [`units`]: validated values (durations, sizes, topic names, digests).
 //! - [`error`]: errors with file:line:col.
 //! - `validate`: the checks that span several tables (route → plugin, dead-letter loops).
-//! - [`kafka_security`]: `[broker.tls]`, `[broker.sasl]`, `[broker.secrets]`, and where
-//!   secrets come from.
+//! - [`kafka_security`]: `[broker.tls]`, `[broker.sasl]`, `[broker.secrets]`.
+//! - [`secret`]: secrets from the environment or files, never shown.
 
 pub mod error;
 pub mod kafka_security;
+pub mod secret;
 pub mod units;
 mod validate;
 
 use self::error::{ConfigError, ConfigErrors, Locator};
-use self::kafka_security::{KafkaSecurity, SaslConfig, SecretSource, TlsConfig};
+use self::kafka_security::{KafkaSecurity, SaslConfig, TlsConfig};
+use self::secret::SecretSource;
 use self::units::{ByteSize, Duration, Sha256Hex, TopicName};
 use serde::Deserialize;
 use std::collections::BTreeMap;

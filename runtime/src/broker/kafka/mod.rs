@@ -25,7 +25,7 @@ use super::{
     Body, BrokerError, Completion, Delivery, Poll, RevokeHook, Sink, Source, Undecodable,
     Undelivered,
 };
-use crate::config::kafka_security::Secret;
+use crate::config::secret::Secret;
 use crate::event::{Event, Header};
 use binding::KafkaRecord;
 use oauth::TokenSource;

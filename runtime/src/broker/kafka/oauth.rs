@@ -4,7 +4,7 @@
 //! by reading the file again. The token's `sub` claim is the principal and its `exp` claim
 //! the expiry. The token is never logged.
 
-use crate::config::kafka_security::jwt_claims;
+use crate::config::secret::jwt_claims;
 use rdkafka::client::OAuthToken;
 use std::error::Error;
 use std::path::PathBuf;
