@@ -345,10 +345,22 @@ fn two_processes_share_a_topic_and_one_takes_over_when_the_other_dies() {
     };
     let started = std::time::Instant::now();
     while !(assigned(&a) && assigned(&b)) {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "both processes never got partitions"
-        );
+        if started.elapsed() > Duration::from_secs(120) {
+            let group_lines = |config: &PathBuf| {
+                let log = std::fs::read_to_string(config.with_extension("log")).unwrap_or_default();
+                log.lines()
+                    .filter(|l| {
+                        l.contains("partitions") || l.contains("rror") || l.contains("WARN")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            panic!(
+                "both processes never got partitions\n--- a:\n{}\n--- b:\n{}",
+                group_lines(&a),
+                group_lines(&b)
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(

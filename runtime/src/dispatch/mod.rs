@@ -32,7 +32,7 @@ use crate::metrics::RouteMetrics;
 use crate::shutdown::Shutdown;
 use anyhow::Context as _;
 use budget::Budget;
-use crossbeam_channel::{Sender, bounded};
+use crossbeam_channel::{SendTimeoutError, Sender, bounded};
 use publish::Publisher;
 use retry::RetryPolicy;
 use std::collections::HashSet;
@@ -52,6 +52,9 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 const SPENT_WITHOUT_POLLING: Duration = Duration::from_secs(5);
 /// How often a route whose budget is spent looks again.
 const SPENT_RECHECK: Duration = Duration::from_millis(5);
+/// How long the poller waits for room in a full worker queue before it polls its (paused)
+/// source again, so a consumer group keeps hearing from it.
+const QUEUE_FULL_RECHECK: Duration = Duration::from_millis(50);
 /// How long revoked partitions may take to finish what was delivered of them.
 const REVOKE_DRAIN: Duration = Duration::from_secs(10);
 /// How long a stopping route waits for its published events to be acknowledged (what is
@@ -281,7 +284,7 @@ impl Poller {
         let batch = self.budget.events_that_fit(POLL_BATCH);
         match source.poll(batch, POLL_TIMEOUT) {
             Ok(Poll::Records(records)) => {
-                self.dispatch(records, queues);
+                self.dispatch(records, queues, source);
                 false
             }
             Ok(Poll::Idle) => true,
@@ -326,7 +329,12 @@ impl Poller {
     }
 
     /// Filters a batch and queues each delivery with the worker that owns its key.
-    fn dispatch(&mut self, records: Vec<Delivery>, queues: &[Sender<Vec<Job>>]) {
+    fn dispatch(
+        &mut self,
+        records: Vec<Delivery>,
+        queues: &[Sender<Vec<Job>>],
+        source: &mut dyn Source,
+    ) {
         RouteMetrics::add(&self.metrics.received, records.len() as u64);
         let mut batches: Vec<Vec<Job>> = (0..queues.len()).map(|_| Vec::new()).collect();
         for delivery in records {
@@ -351,10 +359,43 @@ impl Poller {
             batches[worker].push(Job { delivery, hold });
         }
         for (queue, batch) in queues.iter().zip(batches) {
-            // A send fails only when the worker stopped for shutdown; the batch then stays
-            // uncommitted and is delivered again.
-            if !batch.is_empty() && queue.send(batch).is_err() {
+            // A batch not handed over (shutdown) stays uncommitted and is delivered again.
+            if !batch.is_empty() && !self.hand_over(queue, batch, source) {
                 break;
+            }
+        }
+    }
+
+    /// Queues `batch` with its worker. While the worker's queue is full (a slow plugin),
+    /// the source is paused and polled on, reading nothing: a consumer group keeps hearing
+    /// from this member and its rebalances are served at once, instead of waiting, with
+    /// every other member, for the worker to make room. Whether the worker took the batch
+    /// (not when stopping).
+    fn hand_over(
+        &mut self,
+        queue: &Sender<Vec<Job>>,
+        mut batch: Vec<Job>,
+        source: &mut dyn Source,
+    ) -> bool {
+        loop {
+            match queue.send_timeout(batch, QUEUE_FULL_RECHECK) {
+                Ok(()) => return true,
+                Err(SendTimeoutError::Disconnected(_)) => return false,
+                Err(SendTimeoutError::Timeout(back)) => {
+                    if self.shutdown.is_triggered() {
+                        return false;
+                    }
+                    batch = back;
+                    if !self.paused {
+                        // Resumed by `wait_while_spent` once the budget has room.
+                        self.paused = true;
+                        source.set_paused(true);
+                        tracing::debug!(route = %self.spec.name, "worker queue full: source paused");
+                    }
+                    if let Err(error) = source.poll(0, Duration::ZERO) {
+                        tracing::debug!(route = %self.spec.name, %error, "poll while paused failed");
+                    }
+                }
             }
         }
     }
