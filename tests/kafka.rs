@@ -4,10 +4,10 @@
 
 use plexus::event::Event;
 use plexus_tests::kafka::{
-    bootstrap, create_topic, event, kill_hard, produce, produce_events, read, spawn_plexus, unique,
-    wait_exit, wait_for_records,
+    bootstrap, create_topic, event, kill_hard, produce, produce_events, read, shop_config,
+    spawn_plexus, unique, wait_exit, wait_for_records,
 };
-use plexus_tests::{Scenario, attr, example_config, plugin};
+use plexus_tests::{Scenario, attr, plugin};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -117,23 +117,7 @@ fn the_shop_chain_runs_end_to_end_through_kafka_topics() {
     let _serial = serial();
     let scenario = Scenario::new();
     let prefix = unique("shop");
-    let mut text = example_config("shop", "kafka.toml", "notifications.jsonl");
-    for topic in [
-        "orders",
-        "order-outcomes",
-        "notifications",
-        "dashboard",
-        "dead-letters",
-    ] {
-        text = text.replace(
-            &format!("\"shop.{topic}\""),
-            &format!("\"{prefix}.{topic}\""),
-        );
-    }
-    let text = text
-        .replace("127.0.0.1:19092", bootstrap())
-        .replace("group = \"plexus-shop\"", &format!("group = \"{prefix}\""))
-        .replace("idle_exit = \"5s\"", "idle_exit = \"3s\"");
+    let text = shop_config(&prefix, bootstrap());
     let config = scenario.file("plexus.toml", &text);
     let mut plexus = spawn_plexus(&config);
     assert_eq!(wait_exit(&mut plexus, Duration::from_secs(120)), 0);

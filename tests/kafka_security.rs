@@ -5,11 +5,12 @@
 //! The broker is the one scripts/kafka-up starts; its SASL_SSL and mutual-TLS listeners and
 //! its test PKI are described by [`secured`].
 
+use plexus_tests::kafka::shop_config;
 use plexus_tests::kafka::{
     PLAIN_PASSWORD, SCRAM_PASSWORD, bootstrap, create_topic, produce_events, read, secured,
     spawn_plexus, terminate, unique, wait_exit,
 };
-use plexus_tests::{Scenario, attr, example_config, plexus_bin, plugin};
+use plexus_tests::{Scenario, attr, plexus_bin, plugin};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -97,24 +98,8 @@ fn the_shop_chain_runs_over_sasl_ssl_with_scram_and_the_password_is_never_shown(
     let _serial = serial();
     let scenario = Scenario::new();
     let prefix = unique("secure-shop");
-    let mut text = example_config("shop", "kafka.toml", "notifications.jsonl");
-    for topic in [
-        "orders",
-        "order-outcomes",
-        "notifications",
-        "dashboard",
-        "dead-letters",
-    ] {
-        text = text.replace(
-            &format!("\"shop.{topic}\""),
-            &format!("\"{prefix}.{topic}\""),
-        );
-    }
     let password_file = scenario.file("kafka-password", &format!("{SCRAM_PASSWORD}\n"));
-    let text = text
-        .replace("127.0.0.1:19092", &secured().sasl_ssl)
-        .replace("group = \"plexus-shop\"", &format!("group = \"{prefix}\""))
-        .replace("idle_exit = \"5s\"", "idle_exit = \"3s\"")
+    let text = shop_config(&prefix, &secured().sasl_ssl)
         + &format!(
             "\n{}[broker.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"plexus\"\npassword_file = \"{}\"\n\
              [broker.properties]\n\"debug\" = \"security,broker,conf\"\n",
