@@ -244,6 +244,35 @@ fn main() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    measure(&bootstrap, count, run);
+    delete_topics_of_run(&bootstrap, run);
+}
+
+/// Deletes every topic run `run` created (gigabytes each time), so runs do not fill the disk.
+fn delete_topics_of_run(bootstrap: &str, run: u64) {
+    let metadata = client(bootstrap)
+        .create::<BaseConsumer>()
+        .unwrap()
+        .fetch_metadata(None, Duration::from_secs(30))
+        .unwrap();
+    let ours: Vec<&str> = metadata
+        .topics()
+        .iter()
+        .map(|t| t.name())
+        .filter(|name| name.starts_with("bench-") && name.contains(&format!("-{run}")))
+        .collect();
+    let admin: AdminClient<DefaultClientContext> = client(bootstrap).create().unwrap();
+    if let Err(error) =
+        futures::executor::block_on(admin.delete_topics(&ours, &AdminOptions::new()))
+    {
+        eprintln!("could not delete the bench topics: {error}");
+    }
+}
+
+/// Produces the input, then measures the pipe and Plexus (plaintext, and SASL_SSL when the
+/// environment says where it is), printing the figures.
+fn measure(bootstrap: &str, count: usize, run: u64) {
+    let bootstrap = bootstrap.to_owned();
     let input = format!("bench-in-{run}");
     let admin: AdminClient<DefaultClientContext> = client(&bootstrap).create().unwrap();
     let create = |topic: &str| {
