@@ -1,7 +1,7 @@
 //! `plexus check` refuses what is not a plugin of our world, with a clear error that names
 //! the config file, line and column; and accepts the examples.
 
-use plexus_tests::{Scenario, plexus_bin, plugin, repo};
+use plexus_tests::{Scenario, plexus_bin, plugins, repo};
 use std::process::Command;
 
 struct Checked {
@@ -11,10 +11,12 @@ struct Checked {
 }
 
 fn check(config: &std::path::Path) -> Checked {
+    // A cache of its own, never beside the config: the examples live in the repository.
+    let cache = tempfile::tempdir().unwrap();
     let out = Command::new(plexus_bin())
         .args(["check", "--config"])
         .arg(config)
-        .env("PLEXUS_CACHE_DIR", config.parent().unwrap().join("cache"))
+        .env("PLEXUS_CACHE_DIR", cache.path())
         .output()
         .expect("run plexus check");
     Checked {
@@ -56,7 +58,7 @@ fn assert_refused(checked: &Checked, expected: &str) {
 #[test]
 fn a_component_of_another_world_is_refused() {
     let scenario = Scenario::new();
-    let checked = check(&config_with_plugin(&scenario, &plugin("wrong_world"), ""));
+    let checked = check(&config_with_plugin(&scenario, plugins::WRONG_WORLD, ""));
     assert_refused(
         &checked,
         "does not implement the plexus:plugin/consumer@0.2.0 world (nor plexus:plugin/consumer@0.1.0)",
@@ -104,7 +106,7 @@ fn a_missing_file_is_refused() {
 fn a_digest_that_does_not_match_is_refused() {
     let scenario = Scenario::new();
     let pin = format!("sha256 = \"{}\"", "ab".repeat(32));
-    let checked = check(&config_with_plugin(&scenario, &plugin("noop"), &pin));
+    let checked = check(&config_with_plugin(&scenario, plugins::NOOP, &pin));
     assert_refused(&checked, "sha256 mismatch");
 }
 
@@ -123,7 +125,7 @@ fn the_examples_check_clean() {
 #[test]
 fn unread_dead_letters_are_warned_about() {
     let scenario = Scenario::new();
-    let checked = check(&config_with_plugin(&scenario, &plugin("noop"), ""));
+    let checked = check(&config_with_plugin(&scenario, plugins::NOOP, ""));
     assert_eq!(checked.code, 0, "{}", checked.stderr);
     assert!(
         checked
@@ -139,7 +141,7 @@ fn an_init_that_refuses_its_config_is_reported() {
     let scenario = Scenario::new();
     let checked = check(&config_with_plugin(
         &scenario,
-        &plugin("misbehave"),
+        plugins::MISBEHAVE,
         "config = { spin = \"lots\" }",
     ));
     assert_refused(
@@ -151,7 +153,7 @@ fn an_init_that_refuses_its_config_is_reported() {
 #[test]
 fn a_plugin_built_against_the_0_1_0_contract_is_accepted_and_named_as_such() {
     let scenario = Scenario::new();
-    let config = config_with_plugin(&scenario, &plugin("legacy_v01"), "");
+    let config = config_with_plugin(&scenario, plugins::LEGACY_V01, "");
     let checked = check(&config);
     assert_eq!(checked.code, 0, "{}", checked.stderr);
     assert!(

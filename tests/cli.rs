@@ -1,7 +1,8 @@
 //! The `plexus` binary as users run it: `run` on the quick-start example, `run` stopped by
-//! SIGTERM, and `test` on a plugin.
+//! SIGTERM and reloaded by SIGHUP (signals belong to the binary), a config with nothing to
+//! run, and `test` on a plugin.
 
-use plexus_tests::{Scenario, event_line, plexus_bin, plugin, repo};
+use plexus_tests::{Scenario, event_line, plexus_bin, plugins, repo};
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,25 +36,7 @@ fn run_prints_the_shop_notifications_and_exits_zero() {
 fn sigterm_drains_commits_and_exits_zero() {
     let scenario = Scenario::new();
     // Enough slow events that the run is still busy when the signal arrives.
-    let lines: Vec<String> = (0..200_000)
-        .map(|i| {
-            event_line(
-                &format!("e{i}"),
-                "test.ok",
-                Some(&format!("k{}", i % 16)),
-                json!({}),
-            )
-        })
-        .collect();
-    let input = scenario.events("in.jsonl", &lines);
-    let config = scenario.file(
-        "plexus.toml",
-        &format!(
-            "[[inputs]]\ntopic = \"in\"\nfile = \"{}\"\n[[outputs]]\ntopic = \"echo\"\nfile = \"echo.jsonl\"\n[plugins.m]\npath = \"{}\"\nconfig = {{ out = \"echo\", spin = 20000 }}\n[routes.slow]\ntopic = \"in\"\nplugin = \"m\"\nconcurrency = 2\n",
-            input.display(),
-            plugin("misbehave")
-        ),
-    );
+    let config = slow_config(&scenario, 2);
     let child = Command::new(plexus_bin())
         .args(["run", "--config"])
         .arg(&config)
@@ -111,6 +94,124 @@ fn sigterm_drains_commits_and_exits_zero() {
     );
 }
 
+/// A config whose route `slow` is busy for a long while on events of `in.jsonl`.
+fn slow_config(scenario: &Scenario, concurrency: u32) -> std::path::PathBuf {
+    let lines: Vec<String> = (0..200_000)
+        .map(|i| {
+            event_line(
+                &format!("e{i}"),
+                "test.ok",
+                Some(&format!("k{}", i % 16)),
+                json!({}),
+            )
+        })
+        .collect();
+    let input = scenario.events("in.jsonl", &lines);
+    scenario.file(
+        "plexus.toml",
+        &format!(
+            "[[inputs]]\ntopic = \"in\"\nfile = \"{}\"\n[[outputs]]\ntopic = \"echo\"\nfile = \"echo.jsonl\"\n[plugins.m]\npath = \"{}\"\nconfig = {{ out = \"echo\", spin = 20000 }}\n[routes.slow]\ntopic = \"in\"\nplugin = \"m\"\nconcurrency = {concurrency}\n",
+            input.display(),
+            plugins::MISBEHAVE
+        ),
+    )
+}
+
+#[test]
+fn sighup_reloads_the_config_and_only_sighup_with_no_watch() {
+    let scenario = Scenario::new();
+    let config = slow_config(&scenario, 2);
+    let log = scenario.dir.path().join("plexus.log");
+    let mut child = Command::new(plexus_bin())
+        .args(["run", "--no-watch", "--config"])
+        .arg(&config)
+        .env("PLEXUS_CACHE_DIR", scenario.dir.path().join("cache"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start plexus");
+    let echo = scenario.dir.path().join("echo.jsonl");
+    let waiting = Instant::now();
+    while std::fs::metadata(&echo).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(60),
+            "no event was handled within a minute"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let applied = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("configuration applied")
+    };
+    // A changed file alone is not applied with --no-watch...
+    slow_config(&scenario, 1);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!applied(), "--no-watch applied a file change");
+    // ...SIGHUP applies it.
+    let signal = |name: &str| {
+        let sent = Command::new("kill")
+            .args([name, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    signal("-HUP");
+    let waiting = Instant::now();
+    while !applied() {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(60),
+            "SIGHUP was not applied: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal("-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(stderr.contains("SIGHUP: reloading"), "{stderr}");
+    assert!(
+        stderr.contains("reloads: 1 applied, 0 refused, 0 plugin swaps"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_config_without_routes_is_refused_by_run_and_warned_about_by_check() {
+    let scenario = Scenario::new();
+    for (name, text) in [
+        ("empty.toml", ""),
+        (
+            "outputs-only.toml",
+            "[[outputs]]\ntopic = \"t\"\nfile = \"-\"\n",
+        ),
+    ] {
+        let config = scenario.file(name, text);
+        let run = Command::new(plexus_bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("error: {}: no routes", config.display())),
+            "{name}: {stderr}"
+        );
+        let check = Command::new(plexus_bin())
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&check.stdout);
+        assert_eq!(check.status.code(), Some(0), "{name}: {stdout}");
+        assert!(
+            stdout.contains("warning: no routes: nothing would read an event"),
+            "{name}: {stdout}"
+        );
+    }
+}
+
 #[test]
 fn test_command_prints_outcomes_and_emits() {
     let scenario = Scenario::new();
@@ -124,7 +225,7 @@ fn test_command_prints_outcomes_and_emits() {
         ],
     );
     let out = Command::new(plexus_bin())
-        .args(["test", &plugin("misbehave"), "--events"])
+        .args(["test", plugins::MISBEHAVE, "--events"])
         .arg(&events)
         .args(["--set", "out=tested"])
         .env("PLEXUS_CACHE_DIR", scenario.dir.path().join("cache"))

@@ -9,8 +9,8 @@
 use cloudevents::binding::rdkafka::{BaseRecordExt, MessageExt, MessageRecord};
 use cloudevents::message::StructuredDeserializer;
 use cloudevents::{AttributesReader as _, AttributesWriter as _};
-use plexus::broker::kafka::binding::KafkaRecord;
 use plexus::event::Event;
+use plexus::testing::kafka_binding::KafkaRecord;
 use plexus_tests::kafka::{
     bootstrap, create_topic, read_records_raw, spawn_plexus, unique, wait_exit,
 };
@@ -18,7 +18,7 @@ use plexus_tests::oracle::{
     Description, Hop, Strictness, check, python_describe_json, python_describe_kafka,
     python_oracle, records_json, rust_corpus, rust_describe,
 };
-use plexus_tests::{Scenario, attr, plugin};
+use plexus_tests::{Scenario, attr, plugins};
 use rdkafka::config::ClientConfig;
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -46,7 +46,7 @@ topic = "in"
 plugin = "reject"
 dead_letter = "dlq"
 "#,
-        filter = plugin("filter")
+        filter = plugins::FILTER
     )
 }
 
@@ -89,7 +89,7 @@ fn decode_lines(path: &Path) -> Vec<Event> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
-        .map(|l| plexus::cloudevents::decode(l.as_bytes()).unwrap())
+        .map(|l| plexus::testing::cloudevents::decode(l.as_bytes()).unwrap())
         .collect()
 }
 
@@ -320,7 +320,7 @@ fn every_attribute_and_data_form_survives_the_kafka_binding_through_both_sdks() 
     let as_events = |records: &[KafkaRecord], topic: &str| -> Vec<Event> {
         records
             .iter()
-            .map(|r| plexus::broker::kafka::binding::decode(r, topic, 0, 0).unwrap())
+            .map(|r| plexus::testing::kafka_binding::decode(r, topic, 0, 0).unwrap())
             .collect()
     };
     let (fwd_events, dlq_events) = (as_events(&fwd_records, &fwd), as_events(&dlq_records, &dlq));

@@ -3,10 +3,10 @@
 //! state, outbox and log. Each must be stopped at its limit, with the host's memory, exit
 //! times and logs bounded, and the events after it still flowing.
 
+use plexus::Runtime;
 use plexus::Shutdown;
 use plexus::config::Config;
-use plexus::runtime::Runtime;
-use plexus_tests::{PeakRss, Scenario, attr, event_line, plexus_bin, plugin};
+use plexus_tests::{PeakRss, Scenario, attr, event_line, plexus_bin, plugins};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -39,7 +39,7 @@ dead_letter = "dlq"
 retry = {{ max_attempts = 1 }}
 "#,
         input = input.display(),
-        plugin = plugin("hostile"),
+        plugin = plugins::HOSTILE,
     )
 }
 
@@ -111,7 +111,7 @@ fn a_plugin_blocked_in_a_host_call_is_stopped_at_its_time_limit_and_the_route_go
     );
     let config = scenario.config(&hostile_config(&input, r#"timeout = "500ms""#, ""));
     let started = Instant::now();
-    let report = plexus::run(config, Shutdown::new(), false).unwrap();
+    let report = plexus::run(config, plexus::RunOptions::default()).unwrap();
     let took = started.elapsed();
     assert!(
         took < Duration::from_secs(20),
@@ -170,7 +170,7 @@ fn check_of_a_plugin_whose_init_sleeps_ends_at_the_init_time_limit() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(took < Duration::from_secs(30), "check took {took:?}");
     assert!(
-        stderr.contains("plexus.toml:16:8: plugin `hostile`: init exceeded the time limit of 1000ms while waiting in a host call"),
+        stderr.contains("plexus.toml:16:8: plugin `hostile`: init exceeded the time limit of 1s while waiting in a host call"),
         "{stderr}"
     );
 }
@@ -187,7 +187,7 @@ fn a_reload_to_a_plugin_whose_init_sleeps_is_refused_in_time_and_later_changes_a
         ))
     };
     let mut runtime = Runtime::start(write(""), Shutdown::new()).unwrap();
-    let _open = runtime.broker().open_input();
+    let _open = runtime.hold_open();
     let started = Instant::now();
     let refused = runtime
         .apply(write(", sleep_in_init_secs = 3600"))

@@ -1,7 +1,7 @@
 //! Misbehaving events and plugins are contained: each ends in the dead-letter topic with the
 //! right reason and the events after it still flow.
 
-use plexus_tests::{Scenario, attr, event_line, plugin};
+use plexus_tests::{Scenario, attr, event_line, plugins};
 use serde_json::json;
 
 fn misbehave_config(input: &std::path::Path, limits: &str) -> String {
@@ -29,7 +29,7 @@ fn misbehave_config(input: &std::path::Path, limits: &str) -> String {
         retry = {{ max_attempts = 4, initial_backoff = "5ms", max_backoff = "20ms" }}
         "#,
         input.display(),
-        plugin("misbehave")
+        plugins::MISBEHAVE
     )
 }
 

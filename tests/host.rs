@@ -1,16 +1,16 @@
 //! The wasm host on its own: the compile cache and instance recovery.
 
+use plexus::FailureKind;
 use plexus::config::Limits;
 use plexus::config::units::ByteSize;
 use plexus::event::Event;
-use plexus::handler::{Outcome, Plugin};
-use plexus::host::component;
-use plexus::host::engine::PlexusEngine;
-use plexus::host::instance::WasmPlugin;
-use plexus::host::store::PluginContext;
-use plexus::metrics::FailureKind;
 use plexus::state::MemoryStateStore;
-use plexus_tests::{Scenario, event_line, plugin};
+use plexus::testing::PlexusEngine;
+use plexus::testing::PluginContext;
+use plexus::testing::WasmPlugin;
+use plexus::testing::component;
+use plexus::{Outcome, Plugin};
+use plexus_tests::{Scenario, event_line, plugins};
 use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use std::time::Duration;
 fn a_restart_loads_unchanged_plugins_from_the_compile_cache() {
     let scenario = Scenario::new();
     let cache = scenario.dir.path().join("cache");
-    let path = plugin("misbehave");
+    let path = plugins::MISBEHAVE;
     let first = component::load(
         &PlexusEngine::new(Some(cache.clone())).unwrap(),
         "m",
@@ -41,9 +41,10 @@ fn a_restart_loads_unchanged_plugins_from_the_compile_cache() {
 }
 
 fn event(event_type: &str) -> Event {
-    let mut event =
-        plexus::cloudevents::decode(event_line("e", event_type, None, json!({})).as_bytes())
-            .unwrap();
+    let mut event = plexus::testing::cloudevents::decode(
+        event_line("e", event_type, None, json!({})).as_bytes(),
+    )
+    .unwrap();
     event.topic = "t".into();
     event
 }
@@ -51,7 +52,7 @@ fn event(event_type: &str) -> Event {
 #[test]
 fn a_handler_recovers_after_each_kind_of_trap() {
     let engine = PlexusEngine::new(None).unwrap();
-    let loaded = component::load(&engine, "m", Path::new(&plugin("misbehave")), None).unwrap();
+    let loaded = component::load(&engine, "m", Path::new(plugins::MISBEHAVE), None).unwrap();
     let context = PluginContext {
         name: "m".into(),
         config: vec![("out".into(), "o".into())],
@@ -119,7 +120,7 @@ impl plexus::state::StateStore for Unanswering {
 #[test]
 fn a_state_backend_that_never_answers_cannot_hold_a_call_past_its_time_limit() {
     let engine = PlexusEngine::new(None).unwrap();
-    let loaded = component::load(&engine, "h", Path::new(&plugin("hostile")), None).unwrap();
+    let loaded = component::load(&engine, "h", Path::new(plugins::HOSTILE), None).unwrap();
     let context = PluginContext {
         name: "h".into(),
         config: vec![("out".into(), "o".into())],
@@ -157,7 +158,7 @@ fn a_plugin_built_against_the_0_1_0_contract_still_loads_and_works() {
     let toml = format!(
         "[[inputs]]\ntopic = \"in\"\nfile = \"{}\"\n[[outputs]]\ntopic = \"echo\"\nfile = \"echo.jsonl\"\n[plugins.old]\npath = \"{}\"\nconfig = {{ out = \"echo\" }}\n[routes.r]\ntopic = \"in\"\nplugin = \"old\"\n",
         input.display(),
-        plugin("legacy_v01")
+        plugins::LEGACY_V01
     );
     let report = scenario.run(&toml);
     assert_eq!(report.routes["r"].succeeded, 1);

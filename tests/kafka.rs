@@ -7,7 +7,7 @@ use plexus_tests::kafka::{
     bootstrap, create_topic, event, kill_hard, produce, produce_events, read, shop_config,
     spawn_plexus, unique, wait_exit, wait_for_records,
 };
-use plexus_tests::{Scenario, attr, plugin};
+use plexus_tests::{Scenario, attr, plugins};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -48,7 +48,7 @@ fn echo_route(
 ) -> String {
     format!(
         "[plugins.{name}]\npath = \"{}\"\nconfig = {{ out = \"{out}\"{plugin_config} }}\n[routes.{name}]\ntopic = \"{topic}\"\nplugin = \"{name}\"\nconcurrency = 2\ndead_letter = \"{dead_letter}\"\n",
-        plugin("misbehave")
+        plugins::MISBEHAVE
     )
 }
 
@@ -186,7 +186,7 @@ fn poison_events_are_dead_lettered_and_the_rest_flow() {
     produce_events(&input, &good[..3]);
     produce(
         &input,
-        &[plexus::broker::kafka::binding::KafkaRecord {
+        &[plexus::testing::kafka_binding::KafkaRecord {
             value: Some(b"not an event at all".to_vec()),
             ..Default::default()
         }],
@@ -351,6 +351,10 @@ fn two_processes_share_a_topic_and_one_takes_over_when_the_other_dies() {
         wait_for_records(&out, 200, Duration::from_secs(60)) >= 200,
         "events flow"
     );
+    let log_of = |config: &PathBuf| {
+        std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
+    };
+    let b_before_kill = holdings(&log_of(&b)).pop().unwrap_or_default();
     kill_hard(&mut first);
     let at_kill = wait_for_records(&out, 3000, Duration::from_secs(5));
     assert!(at_kill < 3000, "killed mid-stream ({at_kill} of 3000 done)");
@@ -362,14 +366,61 @@ fn two_processes_share_a_topic_and_one_takes_over_when_the_other_dies() {
         &echoed.iter().map(echo_of).collect(),
         "nothing lost when a member died",
     );
+    // The survivor took the dead member's partitions over and did all that was left.
+    let all: BTreeSet<i32> = (0..4).collect();
+    assert!(
+        !b_before_kill.is_empty() && b_before_kill != all,
+        "both members held partitions when one was killed: {b_before_kill:?}"
+    );
+    let b_history = holdings(&log_of(&b));
+    assert!(
+        b_history.contains(&all),
+        "the survivor was given the dead member's partitions: {b_history:?}"
+    );
     let by_b = echoed
         .iter()
         .filter(|e| attr(e, "echotag").as_deref() == Some("b"))
         .count();
+    assert!(
+        by_b >= 3000 - at_kill,
+        "the survivor echoed everything not done at the kill ({by_b} < {})",
+        3000 - at_kill
+    );
     println!(
         "{} echoes, {at_kill} done when one member was killed, {by_b} by the survivor",
         echoed.len()
     );
+}
+
+/// The partitions a member held after each rebalance, in order: each `partitions assigned`
+/// line adds its list, each `partitions revoked` line takes its list away.
+fn holdings(log: &str) -> Vec<BTreeSet<i32>> {
+    let listed = |line: &str| -> Vec<i32> {
+        line.split("partitions=[")
+            .nth(1)
+            .and_then(|rest| rest.split(']').next())
+            .map(|list| {
+                list.split(", ")
+                    .filter_map(|p| p.trim().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut held = BTreeSet::new();
+    let mut history = Vec::new();
+    for line in log.lines() {
+        if line.contains("partitions assigned") {
+            held.extend(listed(line));
+        } else if line.contains("partitions revoked") {
+            for partition in listed(line) {
+                held.remove(&partition);
+            }
+        } else {
+            continue;
+        }
+        history.push(held.clone());
+    }
+    history
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! Kafka's own log dump confirms what each side really stored.
 
 use plexus_tests::kafka::{create_topic, kcat, record_codecs, spawn_plexus, unique, wait_exit};
-use plexus_tests::{Scenario, plugin};
+use plexus_tests::{Scenario, plugins};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -72,7 +72,7 @@ fn every_codec_is_consumed_and_produced() {
                 cache = scenario.dir.path().join("cache").display(),
                 bootstrap = plexus_tests::kafka::bootstrap(),
                 group = unique("codecs"),
-                plugin = plugin("misbehave"),
+                plugin = plugins::MISBEHAVE,
             ),
         );
         let mut plexus = spawn_plexus(&config);

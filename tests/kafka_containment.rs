@@ -2,13 +2,13 @@
 //! a dead letter larger than it accepts, and SIGTERM under full load. Every event must end
 //! (published or dead-lettered, its offset committed) and a stop must be quick and clean.
 
-use plexus::broker::kafka::binding::{self, KafkaRecord};
 use plexus::event::Event;
+use plexus::testing::kafka_binding::{self as binding, KafkaRecord};
 use plexus_tests::kafka::{
     bootstrap, committed, create_topic, create_topic_with, end_offsets, event, produce_events,
     produce_with, read, spawn_plexus, terminate, unique, wait_exit, wait_for_records,
 };
-use plexus_tests::{Scenario, attr, plugin};
+use plexus_tests::{Scenario, attr, plugins};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -78,7 +78,7 @@ fn oversized_emits_and_dead_letters_end_in_the_dead_letter_topic_and_the_offsets
         "3s",
         &format!(
             "[plugins.h]\npath = \"{}\"\nconfig = {{ out = \"{out}\" }}\nlimits = {{ max_outbox_bytes = \"8MiB\" }}\n[routes.r]\ntopic = \"{input}\"\nplugin = \"h\"\ndead_letter = \"{dlq}\"\nretry = {{ max_attempts = 1 }}\n",
-            plugin("hostile")
+            plugins::HOSTILE
         ),
     );
     let mut plexus = spawn_plexus(&config);
@@ -154,7 +154,7 @@ fn sigterm_under_full_load_exits_quickly_commits_finished_work_and_loses_nothing
     let route = |idle: &str| {
         let text = format!(
             "[plugins.m]\npath = \"{}\"\nconfig = {{ out = \"{out}\", spin = 100000 }}\n[routes.r]\ntopic = \"{input}\"\nplugin = \"m\"\nconcurrency = 2\n",
-            plugin("misbehave")
+            plugins::MISBEHAVE
         );
         kafka_config(&scenario, &group, idle, &text)
     };
@@ -221,7 +221,7 @@ fn a_backlog_of_large_events_is_read_no_faster_than_the_route_finishes_them() {
         "5s",
         &format!(
             "[plugins.m]\npath = \"{}\"\nconfig = {{ out = \"{out}\", spin = 3000000 }}\n[routes.r]\ntopic = \"{input}\"\nplugin = \"m\"\nconcurrency = 2\nmax_in_flight = \"8MiB\"\n",
-            plugin("misbehave")
+            plugins::MISBEHAVE
         ),
     );
     let mut plexus = spawn_plexus(&config);

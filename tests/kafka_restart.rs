@@ -6,7 +6,7 @@ use plexus_tests::kafka::{
     bootstrap, create_topic, event, produce_events, read, spawn_plexus, unique, wait_exit,
     wait_for_records,
 };
-use plexus_tests::{Scenario, attr, plugin, repo};
+use plexus_tests::{Scenario, attr, plugins, repo};
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::sync::Mutex;
@@ -51,7 +51,7 @@ fn a_broker_restart_mid_stream_loses_nothing() {
             cache = scenario.dir.path().join("cache").display(),
             bootstrap = bootstrap(),
             group = unique("restart"),
-            plugin = plugin("misbehave"),
+            plugin = plugins::MISBEHAVE,
         ),
     );
     let mut plexus = spawn_plexus(&config);
@@ -97,7 +97,7 @@ fn an_outage_longer_than_every_timeout_is_ridden_out_and_nothing_is_lost() {
             cache = scenario.dir.path().join("cache").display(),
             bootstrap = bootstrap(),
             group = unique("outage"),
-            plugin = plugin("misbehave"),
+            plugin = plugins::MISBEHAVE,
         ),
     );
     let mut plexus = spawn_plexus(&config);

@@ -10,7 +10,7 @@ use plexus_tests::kafka::{
     PLAIN_PASSWORD, SCRAM_PASSWORD, bootstrap, create_topic, produce_events, read, secured,
     spawn_plexus, terminate, unique, wait_exit,
 };
-use plexus_tests::{Scenario, attr, plexus_bin, plugin};
+use plexus_tests::{Scenario, attr, plexus_bin, plugins};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -164,7 +164,7 @@ fn mutual_tls_carries_events_and_every_sasl_mechanism_connects() {
     produce_events(&input, &events);
     let route = format!(
         "[plugins.m]\npath = \"{}\"\nconfig = {{ out = \"{out}\" }}\n[routes.m]\ntopic = \"{input}\"\nplugin = \"m\"\n",
-        plugin("misbehave")
+        plugins::MISBEHAVE
     );
     let config = config_at(
         &scenario,
@@ -302,7 +302,7 @@ fn a_cluster_that_cannot_be_used_fails_fast_with_one_clear_error() {
     );
     let route = format!(
         "[plugins.m]\npath = \"{}\"\n[routes.m]\ntopic = \"{topic}\"\nplugin = \"m\"\n",
-        plugin("misbehave")
+        plugins::MISBEHAVE
     );
     // Causes that waiting cannot cure end at once; the limit leaves room for a busy machine
     // but stays below the 10 s connect_timeout they would otherwise run into.
@@ -400,7 +400,7 @@ fn sigterm_while_connecting_ends_the_run_within_two_seconds() {
         "connect_timeout = \"5m\"",
         &format!(
             "[plugins.m]\npath = \"{}\"\n[routes.m]\ntopic = \"t\"\nplugin = \"m\"\n",
-            plugin("misbehave")
+            plugins::MISBEHAVE
         ),
     );
     let mut plexus = spawn_plexus(&config);

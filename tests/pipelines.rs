@@ -2,7 +2,7 @@
 //! chain, the catalog fan-out, per-key order under concurrency, deterministic emit ids.
 
 use plexus::event::emitted_event_id;
-use plexus_tests::{Scenario, attr, event_line, example_config, plugin};
+use plexus_tests::{Scenario, attr, event_line, example_config, plugins};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -217,7 +217,7 @@ fn per_key_order_holds_with_concurrency_above_one() {
         dead_letter = "dlq"
         "#,
         input.display(),
-        plugin("misbehave")
+        plugins::MISBEHAVE
     ));
     assert!(
         scenario.output("dlq.jsonl").is_empty(),

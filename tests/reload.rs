@@ -1,209 +1,17 @@
 //! Hot reload: plugins replaced and routes changed while events flow, with nothing lost,
 //! nothing handled by two versions, per-key order kept, and broken versions never serving.
 
-use plexus::Shutdown;
-use plexus::broker::Body;
-use plexus::config::Config;
-use plexus::event::Event;
-use plexus::runtime::Runtime;
-use plexus_tests::{Scenario, attr, plugin, plugin_version_bytes, replace_file};
+use plexus::Runtime;
+use plexus::{RunOptions, Shutdown};
+use plexus_tests::live::{
+    ECHO_ROUTE, Live, assert_exactly_once_in_order, event, events_of, finish, handled_by, produce,
+    start, version_of, wait_for_count, wait_for_version,
+};
+use plexus_tests::{attr, plugin_version_bytes, plugins, replace_file};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-const KEYS: u64 = 8;
-
-/// A scenario whose route `echo` runs `plugin.wasm` (a copy of misbehave) on topic `in`.
-struct Live {
-    scenario: Scenario,
-    plugin_file: PathBuf,
-    config_file: PathBuf,
-}
-
-impl Live {
-    fn new(extra: &str) -> Live {
-        let scenario = Scenario::new();
-        let plugin_file = scenario.dir.path().join("plugin.wasm");
-        replace_file(&plugin_file, &plugin_version_bytes(&plugin("misbehave"), 0));
-        let live = Live {
-            config_file: scenario.dir.path().join("plexus.toml"),
-            plugin_file,
-            scenario,
-        };
-        live.write_config(extra);
-        live
-    }
-
-    fn write_config(&self, extra: &str) {
-        self.write_config_with(r#"config = { out = "echo", spin = 500 }"#, extra);
-    }
-
-    /// Writes the config with `plugin_lines` in the plugin's table, then `extra`.
-    fn write_config_with(&self, plugin_lines: &str, extra: &str) {
-        let text = format!(
-            r#"[runtime]
-cache_dir = "{cache}"
-reload_settle = "300ms"
-[broker]
-partitions = 2
-[plugins.misbehave]
-path = "{plugin}"
-{plugin_lines}
-{extra}
-"#,
-            cache = self.scenario.dir.path().join("cache").display(),
-            plugin = self.plugin_file.display(),
-        );
-        std::fs::write(&self.config_file, text).unwrap();
-    }
-
-    fn config(&self) -> Config {
-        Config::load(&self.config_file).unwrap_or_else(|e| panic!("{e}"))
-    }
-}
-
-const ECHO_ROUTE: &str = r#"
-[routes.echo]
-topic = "in"
-plugin = "misbehave"
-concurrency = 4
-dead_letter = "dlq"
-"#;
-
-fn event(seq: u64) -> Event {
-    let key = format!("key-{}", seq % KEYS);
-    let line = format!(
-        r#"{{"specversion":"1.0","id":"e-{seq}","source":"/tests","type":"test.seq","partitionkey":"{key}","data":{{"seq":{}}}}}"#,
-        seq / KEYS
-    );
-    let mut event = plexus::cloudevents::decode(line.as_bytes()).unwrap();
-    event.topic = "in".into();
-    event
-}
-
-/// Appends events to `in` at a steady pace until stopped; returns how many.
-fn produce(runtime: &Arc<Mutex<Runtime>>, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
-    let broker = runtime
-        .lock()
-        .unwrap()
-        .broker()
-        .embedded()
-        .expect("embedded broker")
-        .clone();
-    std::thread::spawn(move || {
-        let mut seq = 0;
-        while !stop.load(Ordering::Relaxed) {
-            for _ in 0..20 {
-                broker.append(event(seq));
-                seq += 1;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        seq
-    })
-}
-
-fn events_of(runtime: &Arc<Mutex<Runtime>>, topic: &str) -> Vec<Event> {
-    let broker = runtime
-        .lock()
-        .unwrap()
-        .broker()
-        .embedded()
-        .expect("embedded broker")
-        .clone();
-    broker
-        .read_all(topic)
-        .into_iter()
-        .filter_map(|b| match b {
-            Body::Event(e) => Some((*e).clone()),
-            Body::Undecodable(_) => None,
-        })
-        .collect()
-}
-
-fn handled_by(event: &Event) -> String {
-    attr(event, "plexushandledby").unwrap()
-}
-
-/// Waits until an echo handled by `version` shows up.
-fn wait_for_version(runtime: &Arc<Mutex<Runtime>>, version: &str) {
-    let started = Instant::now();
-    while !events_of(runtime, "echo")
-        .iter()
-        .rev()
-        .take(2000)
-        .any(|e| handled_by(e) == version)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{version} never served"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Stops producing, lets everything drain, stops the runtime.
-fn finish(
-    runtime: Arc<Mutex<Runtime>>,
-    stop: Arc<AtomicBool>,
-    producer: JoinHandle<u64>,
-    guard: plexus::broker::embedded::InputGuard,
-) -> (u64, Vec<Event>, Vec<Event>, plexus::RunReport) {
-    stop.store(true, Ordering::Relaxed);
-    let produced = producer.join().unwrap();
-    drop(guard);
-    let started = Instant::now();
-    while !runtime.lock().unwrap().is_done() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the run did not drain"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let echo = events_of(&runtime, "echo");
-    let dlq = events_of(&runtime, "dlq");
-    let runtime = Arc::into_inner(runtime).unwrap().into_inner().unwrap();
-    (produced, echo, dlq, runtime.stop())
-}
-
-fn start(live: &Live) -> (Arc<Mutex<Runtime>>, plexus::broker::embedded::InputGuard) {
-    let runtime = Runtime::start(live.config(), Shutdown::new()).unwrap();
-    // Keep the run open while the test produces.
-    let guard = runtime.broker().open_input().expect("embedded broker");
-    (Arc::new(Mutex::new(runtime)), guard)
-}
-
-fn assert_exactly_once_in_order(produced: u64, echo: &[Event], dlq: &[Event]) {
-    assert!(
-        dlq.is_empty(),
-        "dead letters: {:?}",
-        dlq.iter()
-            .map(|e| attr(e, "plexusdlqreason"))
-            .collect::<Vec<_>>()
-    );
-    let ids: BTreeSet<String> = echo.iter().map(|e| attr(e, "echoof").unwrap()).collect();
-    assert_eq!(ids.len(), echo.len(), "an event was handled twice");
-    assert_eq!(
-        ids,
-        (0..produced).map(|s| format!("e-{s}")).collect(),
-        "an event was lost"
-    );
-    // Per key, echoes (one partition per key) carry increasing sequence numbers.
-    let mut last: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
-    for e in echo {
-        let seq = serde_json::from_slice::<serde_json::Value>(e.data()).unwrap()["seq"]
-            .as_i64()
-            .unwrap();
-        let previous = last.insert(e.key.clone().unwrap(), seq);
-        assert!(
-            previous.is_none_or(|p| p < seq),
-            "key order broken at {seq} after {previous:?}"
-        );
-    }
-}
 
 #[test]
 fn twenty_replacements_under_load_lose_nothing_and_never_handle_twice() {
@@ -216,7 +24,7 @@ fn twenty_replacements_under_load_lose_nothing_and_never_handle_twice() {
     for n in 1..=20 {
         replace_file(
             &live.plugin_file,
-            &plugin_version_bytes(&plugin("misbehave"), n),
+            &plugin_version_bytes(plugins::MISBEHAVE, n),
         );
         let changes = runtime
             .lock()
@@ -276,7 +84,7 @@ fn a_broken_new_version_never_takes_over() {
             Box::new(|l: &Live| {
                 replace_file(
                     &l.plugin_file,
-                    &std::fs::read(plugin("wrong_world")).unwrap(),
+                    &std::fs::read(plugins::WRONG_WORLD).unwrap(),
                 )
             }),
         ),
@@ -338,44 +146,50 @@ fn a_broken_new_version_never_takes_over() {
 #[test]
 fn the_watcher_applies_a_copy_only_when_complete_and_never_a_truncated_file() {
     let live = Live::new(ECHO_ROUTE);
-    let (runtime, guard) = start(&live);
-    let watcher_stop = Shutdown::new();
-    let watcher = plexus::watch::spawn(
-        runtime.clone(),
-        live.config_file.clone(),
-        watcher_stop.clone(),
-        plexus::watch::Triggers::FilesAndHangup,
-    );
+    let runtime = Runtime::start(live.config(), Shutdown::new()).unwrap();
+    let guard = runtime.hold_open().expect("embedded broker");
+    let broker = runtime.embedded_broker().expect("embedded broker").clone();
+    let v0 = runtime.plugin_version("misbehave").unwrap();
+    // The run loop owns the runtime, as in `plexus run`; the watcher only asks it to reload.
+    let options = RunOptions {
+        watch: true,
+        ..RunOptions::default()
+    };
+    let run = std::thread::spawn(move || plexus::supervise(runtime, options));
     let stop = Arc::new(AtomicBool::new(false));
-    let producer = produce(&runtime, stop.clone());
-    let v0 = runtime.lock().unwrap().plugin_version("misbehave").unwrap();
+    let producer = produce(&broker, stop.clone());
 
     // A copy in progress: written in place, in chunks, well within the settle time (300ms).
-    let v1 = plugin_version_bytes(&plugin("misbehave"), 1);
+    let v1 = plugin_version_bytes(plugins::MISBEHAVE, 1);
     let mut file = std::fs::File::create(&live.plugin_file).unwrap();
     for chunk in v1.chunks(v1.len() / 8 + 1) {
         std::io::Write::write_all(&mut file, chunk).unwrap();
         std::thread::sleep(Duration::from_millis(10));
     }
     drop(file);
-    let v1_version = format!("misbehave@sha256:{}", hex(&v1));
-    wait_for_version(&runtime, &v1_version);
+    let v1_version = version_of(&v1);
+    wait_for_version(&broker, &v1_version);
 
     // A truncated file that stays truncated: refused, v1 keeps serving.
-    let v2 = plugin_version_bytes(&plugin("misbehave"), 2);
+    let v2 = plugin_version_bytes(plugins::MISBEHAVE, 2);
     std::fs::write(&live.plugin_file, &v2[..v2.len() / 2]).unwrap();
     std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(
-        runtime.lock().unwrap().plugin_version("misbehave").unwrap(),
-        v1_version
+    let echoed = events_of(&broker, "echo").len();
+    wait_for_count(&broker, echoed + 100);
+    let latest = events_of(&broker, "echo");
+    assert!(
+        latest[echoed..].iter().all(|e| handled_by(e) == v1_version),
+        "only v1 serves while the file is truncated"
     );
     // Completed: now it loads.
     std::fs::write(&live.plugin_file, &v2).unwrap();
-    wait_for_version(&runtime, &format!("misbehave@sha256:{}", hex(&v2)));
+    wait_for_version(&broker, &version_of(&v2));
 
-    watcher_stop.trigger();
-    watcher.join().unwrap();
-    let (produced, echo, dlq, report) = finish(runtime, stop, producer, guard);
+    stop.store(true, Ordering::Relaxed);
+    let produced = producer.join().unwrap();
+    drop(guard);
+    let report = run.join().unwrap().expect("the run ends once drained");
+    let (echo, dlq) = (events_of(&broker, "echo"), events_of(&broker, "dlq"));
     assert_exactly_once_in_order(produced, &echo, &dlq);
     let served: BTreeSet<String> = echo.iter().map(handled_by).collect();
     assert_eq!(served.len(), 3, "v0, v1 and v2 only: {served:?}");
@@ -385,16 +199,6 @@ fn the_watcher_applies_a_copy_only_when_complete_and_never_a_truncated_file() {
         "the copy in progress was applied once, when complete"
     );
     assert_eq!(report.reloads_refused, 1, "the truncated file was refused");
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    plexus::host::engine::sha256(bytes)
-        .iter()
-        .fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 #[test]
@@ -433,7 +237,7 @@ topic = "in"
 plugin = "auditor"
 dead_letter = "audit-dlq"
 "#
-    .replace("AUDITOR", &plugin("misbehave"));
+    .replace("AUDITOR", plugins::MISBEHAVE);
     live.write_config(&format!("{echo_route}{audit}"));
     let changes = runtime.lock().unwrap().apply(live.config()).unwrap();
     assert_eq!(changes.added, ["audit"]);
@@ -466,8 +270,7 @@ dead_letter = "audit-dlq"
     let broker = runtime
         .lock()
         .unwrap()
-        .broker()
-        .embedded()
+        .embedded_broker()
         .expect("embedded broker")
         .clone();
     for seq in produced..produced + 100 {
@@ -485,8 +288,24 @@ dead_letter = "audit-dlq"
         report.routes["audit"].succeeded, produced,
         "the added route handled every event, from the topic's start"
     );
-    // Redeliveries after the restart are flagged by the plugin's per-key check, never lost.
+    // The restart may deliver again what was in flight. Such a redelivery is refused by the
+    // plugin's per-key check and dead-lettered; it is never echoed twice, and nothing else
+    // is dead-lettered.
+    let echo_counts = &report.routes["echo"];
+    let echoed: BTreeSet<String> = echo.iter().map(|e| attr(e, "echoof").unwrap()).collect();
+    assert_eq!(echo.len(), echoed.len(), "no event was echoed twice");
+    assert_eq!(echo_counts.succeeded as usize, echo.len());
+    assert_eq!(
+        echo_counts.dead_lettered_total() as usize,
+        dlq.len(),
+        "the route's dead letters are all in `dlq`"
+    );
     for letter in &dlq {
+        assert!(
+            echoed.contains(&letter.id),
+            "{} was redelivered, not lost",
+            letter.id
+        );
         let reason = attr(letter, "plexusdlqreason").unwrap();
         assert!(reason.contains("after Some"), "{reason}");
     }

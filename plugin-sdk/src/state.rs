@@ -58,19 +58,77 @@ pub fn compare_and_swap(
     host::compare_and_swap(key, expected, new, millis(ttl))
 }
 
-/// The value of `key` as JSON.
-pub fn get_json<T: DeserializeOwned>(key: &str) -> Result<Option<T>, StateError> {
-    Ok(get(key)?.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+/// Why [`get_json`] or [`set_json`] failed.
+#[derive(Debug)]
+pub enum JsonStateError {
+    /// The store refused (see [`StateError`]).
+    State(StateError),
+    /// The value stored under `key` is not JSON of the type asked for, or the value given
+    /// cannot be written as JSON (a map with non-string keys, a failing `Serialize`).
+    Json {
+        /// The key read or written.
+        key: String,
+        /// What serde_json said.
+        error: serde_json::Error,
+    },
 }
 
-/// Sets `key` to `value` as JSON.
+impl std::fmt::Display for JsonStateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JsonStateError::State(error) => write!(f, "{error:?}"),
+            JsonStateError::Json { key, error } => write!(f, "state key `{key}`: JSON: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for JsonStateError {}
+
+impl From<StateError> for JsonStateError {
+    fn from(error: StateError) -> Self {
+        JsonStateError::State(error)
+    }
+}
+
+/// A store error as [`StateError`] converts; a JSON error is a bug or a schema change that
+/// another try will not cure, so the event is rejected with the key and the reason.
+impl From<JsonStateError> for crate::HandleError {
+    fn from(error: JsonStateError) -> Self {
+        match error {
+            JsonStateError::State(error) => error.into(),
+            json @ JsonStateError::Json { .. } => crate::HandleError::Reject(json.to_string()),
+        }
+    }
+}
+
+/// The value of `key` decoded from JSON: `None` if absent, an error if it is not JSON of
+/// type `T` (never silently `None`).
+pub fn get_json<T: DeserializeOwned>(key: &str) -> Result<Option<T>, JsonStateError> {
+    get(key)?.map(|bytes| decode_json(key, &bytes)).transpose()
+}
+
+/// Sets `key` to `value` as JSON, expiring after `ttl` if given.
 pub fn set_json<T: Serialize>(
     key: &str,
     value: &T,
     ttl: Option<Duration>,
-) -> Result<(), StateError> {
-    let bytes = serde_json::to_vec(value).map_err(|e| StateError::TooLarge(e.to_string()))?;
-    set(key, &bytes, ttl)
+) -> Result<(), JsonStateError> {
+    let bytes = encode_json(key, value)?;
+    Ok(set(key, &bytes, ttl)?)
+}
+
+fn decode_json<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, JsonStateError> {
+    serde_json::from_slice(bytes).map_err(|error| JsonStateError::Json {
+        key: key.to_owned(),
+        error,
+    })
+}
+
+fn encode_json<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, JsonStateError> {
+    serde_json::to_vec(value).map_err(|error| JsonStateError::Json {
+        key: key.to_owned(),
+        error,
+    })
 }
 
 /// Applies `change` to the value of `key` atomically (compare-and-swap, retried on
@@ -98,4 +156,41 @@ pub fn increment(key: &str, by: i64) -> Result<i64, StateError> {
         (now + by).to_string().into_bytes()
     })?;
     Ok(String::from_utf8_lossy(&new).parse().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn a_value_of_another_shape_is_an_error_that_rejects_the_event() {
+        let error = decode_json::<u64>("total", b"{\"cents\": 5}").unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("state key `total`: JSON: "),
+            "{message}"
+        );
+        match crate::HandleError::from(error) {
+            crate::HandleError::Reject(reason) => assert_eq!(reason, message),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        assert_eq!(decode_json::<u64>("total", b"42").unwrap(), 42);
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_json_is_a_json_error_not_too_large() {
+        let map: BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+        let error = encode_json("pairs", &map).unwrap_err();
+        assert!(matches!(&error, JsonStateError::Json { key, .. } if key == "pairs"));
+    }
+
+    #[test]
+    fn store_errors_keep_their_meaning() {
+        let unavailable = JsonStateError::from(StateError::Unavailable("down".into()));
+        assert!(matches!(
+            crate::HandleError::from(unavailable),
+            crate::HandleError::Retry(_)
+        ));
+    }
 }

@@ -14,10 +14,10 @@
 //! and says where its SASL_SSL listener and CA are (`PLEXUS_KAFKA_SASL_SSL`,
 //! `PLEXUS_KAFKA_CA`).
 
+use plexus::Runtime;
 use plexus::Shutdown;
-use plexus::broker::kafka::binding;
 use plexus::config::Config;
-use plexus::runtime::Runtime;
+use plexus::testing::kafka_binding as binding;
 use rdkafka::Message;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -120,7 +120,7 @@ fn payload() -> Vec<u8> {
 
 fn produce_input(cluster: &Cluster, topic: &str, count: usize) -> f64 {
     let producer = producer(cluster);
-    let template = plexus::cloudevents::decode(br#"{"specversion":"1.0","id":"x","source":"/bench","type":"bench.order.v1","datacontenttype":"application/json"}"#).unwrap();
+    let template = plexus::testing::cloudevents::decode(br#"{"specversion":"1.0","id":"x","source":"/bench","type":"bench.order.v1","datacontenttype":"application/json"}"#).unwrap();
     let payload = payload();
     let started = Instant::now();
     for i in 0..count {
@@ -194,14 +194,13 @@ fn pipe(cluster: &Cluster, input: &str, output: &str, count: usize) -> f64 {
 /// Plexus with the filter plugin and `workers` workers; events per second.
 fn plexus(cluster: &Cluster, input: &str, output: &str, count: usize, workers: u32) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let plugins = std::env::var("PLEXUS_TEST_PLUGINS")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins").into());
     let broker = cluster.plexus_broker(
         &format!("group = \"{output}.plexus\"\ncreate_topics = false\n"),
         dir.path(),
     );
+    let filter = plexus_guests::FILTER;
     let text = format!(
-        "{broker}[plugins.filter]\npath = \"{plugins}/filter.wasm\"\nconfig = {{ out = \"{output}\", prefix = \"bench.\" }}\n\
+        "{broker}[plugins.filter]\npath = \"{filter}\"\nconfig = {{ out = \"{output}\", prefix = \"bench.\" }}\n\
          [routes.filter]\ntopic = \"{input}\"\nplugin = \"filter\"\nconcurrency = {workers}\ndead_letter = \"{input}.dlq\"\n"
     );
     let path = dir.path().join("plexus.toml");

@@ -6,11 +6,11 @@
 //!
 //! Run with `scripts/bench` (which builds the plugins first).
 
-use plexus::Shutdown;
+use plexus::Runtime;
 use plexus::broker::{Body, Poll, Source};
 use plexus::config::Config;
 use plexus::event::Event;
-use plexus::runtime::Runtime;
+use plexus::{RunOptions, Shutdown};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,10 +19,7 @@ use std::time::{Duration, Instant};
 const SWAPS: u32 = 10;
 
 fn plugin_bytes(n: u32) -> Vec<u8> {
-    let dir = std::env::var("PLEXUS_TEST_PLUGINS")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins").into());
-    let mut bytes =
-        std::fs::read(Path::new(&dir).join("stamp.wasm")).expect("run scripts/build-plugins");
+    let mut bytes = std::fs::read(plexus_guests::STAMP).expect("built by plexus-guests");
     // A custom section makes each version a new digest with the same behaviour.
     let section = [&[4u8][..], b"vers", &n.to_le_bytes()].concat();
     bytes.push(0);
@@ -42,7 +39,7 @@ fn event(seq: u64) -> Event {
         r#"{{"specversion":"1.0","id":"e-{seq}","source":"/bench","type":"bench","partitionkey":"k{}"}}"#,
         seq % 16
     );
-    let mut event = plexus::cloudevents::decode(line.as_bytes()).unwrap();
+    let mut event = plexus::testing::cloudevents::decode(line.as_bytes()).unwrap();
     event.topic = "in".into();
     event
 }
@@ -68,13 +65,9 @@ fn main() {
     .unwrap();
     let config = Config::load(&config_path).unwrap();
     let runtime = Runtime::start(config, Shutdown::new()).unwrap();
-    let broker = runtime
-        .broker()
-        .embedded()
-        .expect("embedded broker")
-        .clone();
+    let broker = runtime.embedded_broker().expect("embedded broker").clone();
     let open = broker.open_input();
-    let runtime = Arc::new(Mutex::new(runtime));
+    let mut runtime = runtime;
 
     // Steady load: 10 events every millisecond.
     let stop = Arc::new(AtomicBool::new(false));
@@ -112,13 +105,24 @@ fn main() {
             }
         })
     };
-    let watcher_stop = Shutdown::new();
-    let watcher = plexus::watch::spawn(
-        runtime.clone(),
-        config_path,
-        watcher_stop.clone(),
-        plexus::watch::Triggers::FilesAndHangup,
-    );
+    // Swaps through `apply` directly, before the run loop takes the runtime: what preparing a
+    // version costs.
+    let mut prepare = Vec::new();
+    for n in 1..=SWAPS {
+        place(&plugin, &plugin_bytes(n));
+        let config = Config::load(&dir.path().join("plexus.toml")).unwrap();
+        let started = Instant::now();
+        runtime.apply(config).unwrap();
+        prepare.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+
+    // Then the run loop with its file watcher, as `plexus run` has it.
+    let options = RunOptions {
+        watch: true,
+        ..RunOptions::default()
+    };
+    let stop_run = options.shutdown.clone();
+    let run = std::thread::spawn(move || plexus::supervise(runtime, options));
     std::thread::sleep(Duration::from_millis(500));
     let baseline_from = Instant::now();
     std::thread::sleep(Duration::from_millis(1000));
@@ -127,8 +131,11 @@ fn main() {
     let mut to_serving = Vec::new();
     let swaps_from = Instant::now();
     for n in 1..=SWAPS {
-        let bytes = plugin_bytes(n);
-        let version = format!("echo@sha256:{}", hex(&plexus::host::engine::sha256(&bytes)));
+        let bytes = plugin_bytes(SWAPS + n);
+        let version = format!(
+            "echo@sha256:{}",
+            hex::encode(plexus::testing::sha256(&bytes))
+        );
         let placed = Instant::now();
         place(&plugin, &bytes);
         loop {
@@ -153,18 +160,6 @@ fn main() {
     }
     let swaps_to = Instant::now();
 
-    // The same swaps through `apply` directly: what preparing a version costs.
-    let mut prepare = Vec::new();
-    for n in SWAPS + 1..=2 * SWAPS {
-        place(&plugin, &plugin_bytes(n));
-        let config = Config::load(&dir.path().join("plexus.toml")).unwrap();
-        let started = Instant::now();
-        runtime.lock().unwrap().apply(config).unwrap();
-        prepare.push(started.elapsed().as_secs_f64() * 1000.0);
-    }
-
-    watcher_stop.trigger();
-    watcher.join().unwrap();
     stop.store(true, Ordering::Relaxed);
     producer.join().unwrap();
     observer.join().unwrap();
@@ -184,8 +179,8 @@ fn main() {
     let swap_window_gap = max_gap(swaps_from, swaps_to);
     let baseline_gap = max_gap(baseline_from, baseline_to);
     let handled = arrivals.lock().unwrap().len();
-    let runtime = Arc::into_inner(runtime).unwrap().into_inner().unwrap();
-    let report = runtime.stop();
+    stop_run.trigger();
+    let report = run.join().unwrap().unwrap();
     println!(
         "{SWAPS} swaps through the watcher under a load of 10 events/ms ({handled} events handled, {} swaps in all)",
         report.plugin_swaps
@@ -203,8 +198,4 @@ fn main() {
     println!(
         "longest gap between handled events: {swap_window_gap:.1} ms during swaps, {baseline_gap:.1} ms in a stretch without swaps"
     );
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -7,20 +7,21 @@
 //! Run with `scripts/bench` (which builds the plugins first). Each case runs `ROUNDS`
 //! times; the median is reported, with min and max, since the machine is shared and noisy.
 
-use plexus::broker::embedded::EmbeddedBroker;
+use plexus::Shutdown;
 use plexus::config::Limits;
-use plexus::dispatch::publish::Publisher;
-use plexus::dispatch::retry::RetryPolicy;
-use plexus::dispatch::{RouteSpec, start_route};
 use plexus::event::{Event, OutgoingEvent};
-use plexus::handler::{NativePlugin, Outcome, Plugin, PluginSlot};
-use plexus::host::component;
-use plexus::host::engine::PlexusEngine;
-use plexus::host::instance::WasmPlugin;
-use plexus::host::store::PluginContext;
-use plexus::metrics::RouteMetrics;
 use plexus::state::MemoryStateStore;
-use plexus::{Shutdown, cloudevents};
+use plexus::testing::EmbeddedBroker;
+use plexus::testing::PlexusEngine;
+use plexus::testing::PluginContext;
+use plexus::testing::Publisher;
+use plexus::testing::RetryPolicy;
+use plexus::testing::RouteMetrics;
+use plexus::testing::WasmPlugin;
+use plexus::testing::cloudevents;
+use plexus::testing::component;
+use plexus::testing::{RouteSpec, start_route};
+use plexus::{NativePlugin, Outcome, Plugin, PluginSlot};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -109,12 +110,14 @@ fn median_of(plugin: Arc<dyn Plugin>, input: &[Event]) -> (f64, f64, f64) {
     (runs[ROUNDS / 2], runs[0], runs[ROUNDS - 1])
 }
 
-fn wasm(engine: &PlexusEngine, name: &str, config: Vec<(String, String)>) -> Arc<dyn Plugin> {
-    let dir = std::env::var("PLEXUS_TEST_PLUGINS")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins").into());
-    let path = Path::new(&dir).join(format!("{name}.wasm"));
-    let loaded = component::load(engine, name, &path, None)
-        .unwrap_or_else(|e| panic!("{e} (run scripts/build-plugins)"));
+fn wasm(
+    engine: &PlexusEngine,
+    name: &str,
+    path: &str,
+    config: Vec<(String, String)>,
+) -> Arc<dyn Plugin> {
+    let loaded =
+        component::load(engine, name, Path::new(path), None).unwrap_or_else(|e| panic!("{e}"));
     let context = PluginContext {
         name: name.into(),
         config,
@@ -153,7 +156,7 @@ struct Summary<'a> {
 fn native_transform(event: &Event) -> Outcome {
     let order: Order = match serde_json::from_slice(event.data()) {
         Ok(order) => order,
-        Err(e) => return Outcome::Failed(plexus::metrics::FailureKind::Rejected, e.to_string()),
+        Err(e) => return Outcome::Failed(plexus::FailureKind::Rejected, e.to_string()),
     };
     let summary = Summary {
         order_id: &order.order_id,
@@ -203,7 +206,7 @@ fn main() {
     println!("{count} events per round, {ROUNDS} rounds, one worker; median (min, max)");
 
     let small = events(count, br#"{"n":1}"#);
-    let noop_wasm = wasm(&engine, "noop", Vec::new());
+    let noop_wasm = wasm(&engine, "noop", plexus_guests::NOOP, Vec::new());
     let noop_native: Arc<dyn Plugin> =
         Arc::new(NativePlugin::new("noop", |_| Outcome::Done(Vec::new())));
     report(
@@ -216,6 +219,7 @@ fn main() {
     let transform_wasm = wasm(
         &engine,
         "json_transform",
+        plexus_guests::JSON_TRANSFORM,
         vec![("out".into(), "summaries".into())],
     );
     let transform_native: Arc<dyn Plugin> =

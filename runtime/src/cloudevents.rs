@@ -321,12 +321,6 @@ pub fn parse_rfc3339_millis(text: &str) -> Result<i64, String> {
     Ok(time.unix_timestamp_nanos().div_euclid(1_000_000) as i64)
 }
 
-/// Milliseconds since the Unix epoch as an RFC 3339 time, if representable.
-pub fn format_time(millis: i64) -> Option<String> {
-    let time = OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()?;
-    time.format(&Rfc3339).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -125,18 +125,9 @@ pub fn emitted_event_id(source_id: &str, route: &str, index: usize) -> String {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part);
     }
-    let mut b: [u8; 16] = hasher.finalize()[..16].try_into().expect("16 bytes");
-    b[6] = (b[6] & 0x0f) | 0x80; // version 8
-    b[8] = (b[8] & 0x3f) | 0x80; // RFC 9562 variant
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    let bytes: [u8; 16] = hasher.finalize()[..16].try_into().expect("16 bytes");
+    // `new_v8` sets the version and variant bits over the hash.
+    uuid::Uuid::new_v8(bytes).hyphenated().to_string()
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -7,38 +7,80 @@
 //! topic with headers saying why. A source offset is committed only once every event at or
 //! below it is finished, so delivery is at-least-once.
 //!
+//! # Embedding
+//! Load a [`config::Config`], then [`run`] it (or [`Runtime::start`] it and [`supervise`] it),
+//! controlling it with [`RunOptions`]: a [`Shutdown`] to stop, [`Reloads`] to apply the config
+//! file again. Process matters stay with the caller: the library installs no signal handler
+//! and never exits; a run that cannot go on returns a [`RunError`]. Brokers are seen through
+//! [`broker::Source`] and [`broker::Sink`]; plugins through [`Plugin`] and [`Handler`], which
+//! native Rust handlers implement too ([`NativePlugin`]).
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = plexus::config::Config::load("plexus.toml".as_ref())?;
+//! let options = plexus::RunOptions {
+//!     watch: true,
+//!     ..Default::default()
+//! };
+//! let (stop, reload) = (options.shutdown.clone(), options.reloads.clone());
+//! // From any thread: `stop.trigger()` drains, commits and ends the run;
+//! // `reload.request()` reads the config file again and applies it.
+//! # drop((stop, reload));
+//! let report = plexus::run(config, options)?;
+//! println!("{:?}", report.routes);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
-//! - [`config`]: `plexus.toml`, its validated types and file:line:col errors.
-//! - [`event`], [`attributes`] and [`cloudevents`]: the event record, CloudEvents attribute
-//!   rules, and the CloudEvents JSON format.
-//! - [`broker`]: the `Source`/`Sink` traits, the embedded in-process broker, and Kafka.
-//! - [`dispatch`]: per-route pipelines (ordering, retries, dead letters, offset tracking);
-//!   it knows no broker and no wasm, only [`handler::Handler`].
-//! - [`host`]: the wasmtime side: engine, compile cache, limits, imports, instances.
-//! - [`state`]: the per-plugin key-value store behind the `state` import, with quotas.
-//! - [`runtime`]: wires a config into running pipelines and reconfigures them live
-//!   ([`runtime::Runtime::apply`]).
-//! - [`watch`]: hot-reload triggers (file changes, SIGHUP).
-//! - [`commands`]: `plexus run`, `check` and `test`.
+//! The path of one event, in order:
+//! 1. **Enters** from a broker: `broker::embedded` (in-process topics, fed from files by
+//!    `broker::edges`) or `broker::kafka` (the consumer in `broker::kafka`, the CloudEvents
+//!    Kafka binding in `broker::kafka::binding`), each yielding [`broker::Delivery`]s from a
+//!    [`broker::Source`].
+//! 2. **Is dispatched** by `dispatch`: a route's poller hands it to a worker chosen by its
+//!    partition key (`dispatch::worker`), which retries (`dispatch::retry`) or dead-letters
+//!    it (`dispatch::deadletter`). The dispatcher knows no broker and no wasm, only
+//!    [`Handler`].
+//! 3. **Crosses into Wasm** in `host`: `host::instance` calls the component's `handle` under
+//!    its time and memory limits (`host::deadline`, `host::store`); the plugin's calls back
+//!    into the host are `host::imports` (emit, state, log, config).
+//! 4. **Is committed**: what it emitted goes out through `dispatch::publish` to the broker's
+//!    [`broker::Sink`], and once everything at or below it is finished, `dispatch::tracker`
+//!    lets the route commit its offset to the source.
+//!
+//! Around that path: [`config`] reads `plexus.toml`; `host::plugins` loads a config's plugins
+//! (for `run`, `check` and `test` alike); `runtime` wires a config into running routes and
+//! reconfigures them (`runtime::plan` computes what changes, `runtime::apply` does it);
+//! `supervise` is the run loop and `watch` the reload triggers; [`state`] holds plugin
+//! state; [`commands`] are the `plexus` subcommands.
 
-pub mod attributes;
-pub mod bindings;
+mod attributes;
+mod bindings;
 pub mod broker;
-pub mod cloudevents;
+mod cloudevents;
 pub mod commands;
 pub mod config;
-pub mod dispatch;
+mod dispatch;
 pub mod event;
-pub mod handler;
-pub mod host;
-pub mod metrics;
-pub mod runtime;
-pub mod shutdown;
+mod handler;
+mod host;
+mod metrics;
+mod runtime;
+mod shutdown;
 pub mod state;
-pub mod watch;
+mod supervise;
+mod watch;
 
-pub use runtime::{RunReport, run};
+pub use handler::{Handler, NativePlugin, Outcome, Plugin, PluginSlot};
+pub use metrics::{FailureKind, RouteSnapshot, RunReport};
+pub use runtime::{Changes, Runtime};
 pub use shutdown::Shutdown;
+pub use supervise::{RunError, RunOptions, run, supervise};
+pub use watch::{ReloadReason, Reloads};
 
 /// The attribute for implementing [`state::StateStore`] (an async trait) outside this crate.
 pub use async_trait::async_trait;
+
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,9 +1,10 @@
-//! The `plexus` command: `run`, `check` and `test`. Parsing and logging only; the work is in
-//! [`plexus::commands`].
+//! The `plexus` command: `run`, `check` and `test`. What belongs to the process is here:
+//! arguments, logging, signals and the exit code; the work is in [`plexus::commands`].
 
 use clap::{Parser, Subcommand};
 use plexus::commands;
 use plexus::config::Limits;
+use plexus::{Reloads, RunOptions, Shutdown};
 use std::path::PathBuf;
 
 /// Runs event topics through sandboxed WebAssembly consumer plugins.
@@ -70,6 +71,41 @@ fn colours_wanted() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// SIGINT or SIGTERM sets `shutdown` (the run drains and commits); a second one exits at
+/// once with 130. SIGHUP asks `reloads` for a reload, where there is one.
+fn on_signals(shutdown: &Shutdown, reloads: Option<&Reloads>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut wanted = vec![SIGINT, SIGTERM];
+    if reloads.is_some() {
+        wanted.push(SIGHUP);
+    }
+    let mut signals = signal_hook::iterator::Signals::new(wanted)?;
+    let shutdown = shutdown.clone();
+    let reloads = reloads.cloned();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut stops = 0;
+            for signal in signals.forever() {
+                if signal == SIGHUP {
+                    tracing::info!("SIGHUP: reloading");
+                    if let Some(reloads) = &reloads {
+                        reloads.request();
+                    }
+                    continue;
+                }
+                stops += 1;
+                if stops > 1 {
+                    tracing::warn!(signal, "second signal: exiting without draining");
+                    std::process::exit(130);
+                }
+                tracing::info!(signal, "signal received: draining in-flight events");
+                shutdown.trigger();
+            }
+        })?;
+    Ok(())
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -86,8 +122,24 @@ fn main() {
         )
         .init();
     let code = match Cli::parse().command {
-        Command::Run { config, no_watch } => commands::run::run(&config, !no_watch),
-        Command::Check { config, connect } => commands::check::check(&config, connect),
+        Command::Run { config, no_watch } => {
+            let options = RunOptions {
+                watch: !no_watch,
+                ..RunOptions::default()
+            };
+            if let Err(error) = on_signals(&options.shutdown, Some(&options.reloads)) {
+                eprintln!("error: cannot install signal handlers: {error}");
+                std::process::exit(commands::EXIT_INVALID);
+            }
+            commands::run::run(&config, options)
+        }
+        Command::Check { config, connect } => {
+            let stop = Shutdown::new();
+            if connect && let Err(error) = on_signals(&stop, None) {
+                eprintln!("warning: signals not handled: {error}");
+            }
+            commands::check::check(&config, connect.then_some(&stop))
+        }
         Command::Test {
             plugin,
             events,

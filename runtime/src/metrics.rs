@@ -126,3 +126,22 @@ impl RouteSnapshot {
         self.dead_lettered.values().sum()
     }
 }
+
+/// What a run did, per route and per output, and how its reloads went.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RunReport {
+    /// Counters per route (removed routes included).
+    pub routes: BTreeMap<String, RouteSnapshot>,
+    /// Lines written per output topic.
+    pub outputs: BTreeMap<String, u64>,
+    /// Events and undecodable lines fed per input file.
+    pub inputs: BTreeMap<String, (u64, u64)>,
+    /// New configs applied.
+    pub reloads_applied: u64,
+    /// New configs refused (the running one kept).
+    pub reloads_refused: u64,
+    /// Plugin versions swapped in.
+    pub plugin_swaps: u64,
+    /// Events published again after a failure that could pass later (a broker outage).
+    pub publish_retries: u64,
+}

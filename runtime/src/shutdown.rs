@@ -1,5 +1,5 @@
-//! A shutdown flag the whole process shares: set by SIGINT/SIGTERM or by a test, waited on
-//! by every loop that sleeps.
+//! A shutdown flag a run shares: set by whoever owns the process (the binary on SIGINT or
+//! SIGTERM, an embedder, a test), waited on by every loop that sleeps.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -34,27 +34,5 @@ impl Shutdown {
             .wait_timeout_while(guard, timeout, |set| !*set)
             .expect("shutdown lock");
         *guard
-    }
-
-    /// Sets the flag on the first SIGINT or SIGTERM; a second one exits at once.
-    pub fn on_signals(&self) -> std::io::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-        let shutdown = self.clone();
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                let mut seen = 0;
-                for signal in signals.forever() {
-                    seen += 1;
-                    if seen > 1 {
-                        tracing::warn!(signal, "second signal: exiting without draining");
-                        std::process::exit(130);
-                    }
-                    tracing::info!(signal, "signal received: draining in-flight events");
-                    shutdown.trigger();
-                }
-            })?;
-        Ok(())
     }
 }

@@ -1,8 +1,8 @@
 //! Talking to the real Kafka broker the tests run against: its address, topics with unique
 //! names, producing CloudEvents (or raw bytes), reading a topic back, and running `plexus`.
 
-use plexus::broker::kafka::binding::{self, KafkaRecord};
 use plexus::event::Event;
+use plexus::testing::kafka_binding::{self as binding, KafkaRecord};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -126,7 +126,7 @@ pub fn produce_events(topic: &str, events: &[Event]) {
 /// An event with `id`, `type` and `key`, as a test producer would send it.
 pub fn event(id: &str, event_type: &str, key: Option<&str>) -> Event {
     let line = crate::event_line(id, event_type, key, serde_json::json!({"id": id}));
-    plexus::cloudevents::decode(line.as_bytes()).unwrap()
+    plexus::testing::cloudevents::decode(line.as_bytes()).unwrap()
 }
 
 /// The offsets consumer group `group` has committed on `topic`, per partition (absent when

@@ -2,32 +2,30 @@
 //! config into a temporary directory, running it in-process, and reading topics back.
 //!
 //! # Layout
-//! - [`plugin`], [`repo`], [`plexus_bin`]: paths.
+//! - [`plugins`], [`repo`], [`plexus_bin`]: paths.
 //! - [`Scenario`]: a config plus input files in a temporary directory, run in-process.
 //! - [`Topic`]: the events an output file received, with lookup helpers.
 //! - [`PeakRss`]: the peak resident memory of a child process, read from `/proc`.
+//! - [`live`]: a runtime under live reload on the embedded broker (the hot-reload tests).
 //! - [`kafka`]: the real Kafka broker: topics, producing, reading back, running `plexus`.
 //! - [`oracle`]: the official CloudEvents SDKs (Python and Rust) as test oracles.
 
 pub mod kafka;
+pub mod live;
 pub mod oracle;
 
+use plexus::RunReport;
 use plexus::config::Config;
 use plexus::event::Event;
-use plexus::{RunReport, Shutdown};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The built component `name` (e.g. `"misbehave"`), as a path string for TOML.
-pub fn plugin(name: &str) -> String {
-    let path = Path::new(env!("PLEXUS_TEST_PLUGINS")).join(format!("{name}.wasm"));
-    assert!(path.is_file(), "{} was not built", path.display());
-    path.display().to_string()
-}
+/// The built plugins, one constant per component (`plugins::MISBEHAVE`), as path strings.
+pub use plexus_guests as plugins;
 
 /// A path inside the repository.
 pub fn repo(relative: &str) -> PathBuf {
-    Path::new(env!("PLEXUS_REPO_ROOT")).join(relative)
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(relative)
 }
 
 /// The `plexus` binary built alongside these tests (`cargo test --workspace` builds it).
@@ -73,10 +71,9 @@ pub fn replace_file(path: &Path, bytes: &[u8]) {
 /// and the stdout output to `stdout_file`.
 pub fn example_config(example: &str, file: &str, stdout_file: &str) -> String {
     let dir = repo(&format!("examples/{example}"));
-    let plugins = Path::new(env!("PLEXUS_TEST_PLUGINS"));
     std::fs::read_to_string(dir.join(file))
         .expect("example config")
-        .replace("../../target/plugins/", &format!("{}/", plugins.display()))
+        .replace("../../target/plugins/", &format!("{}/", plugins::DIR))
         .replace(
             "file = \"events/",
             &format!("file = \"{}/events/", dir.display()),
@@ -145,7 +142,7 @@ impl Scenario {
 
     /// Runs `toml` in-process until its inputs are exhausted.
     pub fn run(&self, toml: &str) -> RunReport {
-        plexus::run(self.config(toml), Shutdown::new(), false).expect("run")
+        plexus::run(self.config(toml), plexus::RunOptions::default()).expect("run")
     }
 
     /// The events written to output file `name`.
@@ -154,7 +151,7 @@ impl Scenario {
         Topic(
             text.lines()
                 .map(|line| {
-                    plexus::cloudevents::decode(line.as_bytes())
+                    plexus::testing::cloudevents::decode(line.as_bytes())
                         .unwrap_or_else(|e| panic!("{e}: {line}"))
                 })
                 .collect(),

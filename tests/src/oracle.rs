@@ -95,7 +95,7 @@ pub fn python_describe_kafka(path: &Path) -> Vec<PythonDescription> {
 }
 
 /// Kafka records in the oracle's JSON form: key, headers and value in base64.
-pub fn records_json(records: &[plexus::broker::kafka::binding::KafkaRecord]) -> String {
+pub fn records_json(records: &[plexus::testing::kafka_binding::KafkaRecord]) -> String {
     use base64::Engine as _;
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let list: Vec<serde_json::Value> = records

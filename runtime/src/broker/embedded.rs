@@ -108,7 +108,8 @@ impl EmbeddedBroker {
         self.push(&topic, partition, |_| Body::Undecodable(Arc::new(record)))
     }
 
-    /// Every record of `topic` so far, partition by partition (for tests and tools).
+    /// Every record of `topic` so far, partition by partition (for tests).
+    #[cfg(any(test, feature = "testing"))]
     pub fn read_all(&self, topic: &str) -> Vec<Body> {
         let topic = self.topic(topic);
         topic

@@ -8,16 +8,20 @@
 //! - [`embedded`]: the in-process broker (the default).
 //! - [`kafka`]: Apache Kafka through librdkafka.
 //! - [`files`]: CloudEvents JSON-lines inputs (files → topics) and outputs (topics → files).
+//! - [`edges`]: the threads that feed the input files and write the outputs during a run.
 
-pub mod embedded;
-pub mod files;
-pub mod kafka;
+pub(crate) mod edges;
+pub(crate) mod embedded;
+pub(crate) mod files;
+pub(crate) mod kafka;
 
-use crate::config::{BrokerConfig, BrokerKind};
+use crate::config::{BrokerConfig, BrokerKind, Config};
 use crate::event::{Event, Header};
 use crate::shutdown::Shutdown;
-use embedded::{EmbeddedBroker, InputGuard};
+use embedded::EmbeddedBroker;
+pub(crate) use embedded::InputGuard;
 use files::FeedReport;
+use kafka::connect::{ClusterInfo, ConnectError};
 use kafka::{KafkaBroker, KafkaSettings};
 use std::path::Path;
 use std::sync::Arc;
@@ -25,7 +29,7 @@ use std::time::Duration;
 
 /// The broker a runtime uses, chosen by `[broker] kind`.
 #[derive(Clone)]
-pub enum Broker {
+pub(crate) enum Broker {
     /// In-process topics.
     Embedded(EmbeddedBroker),
     /// A Kafka cluster.
@@ -88,8 +92,33 @@ impl Broker {
     }
 }
 
+/// On Kafka, reaches the cluster (and, with `create_topics` off, finds every topic the
+/// config names) before anything is started, so a cluster that cannot be used gives one
+/// error with the reason within `connect_timeout`, and nothing else. `None` on the embedded
+/// broker, which has nothing to reach.
+pub(crate) fn check_connection(
+    config: &Config,
+    stop: &Shutdown,
+) -> Result<Option<ClusterInfo>, ConnectError> {
+    let settings = &config.spec.broker;
+    if *settings.kind.get_ref() != BrokerKind::Kafka {
+        return Ok(None);
+    }
+    let needed = if settings.create_topics {
+        Vec::new()
+    } else {
+        config.named_topics()
+    };
+    let kafka = kafka_settings(settings);
+    let timeout = settings.connect_timeout.get_ref().0;
+    tracing::info!(address = %kafka.bootstrap_servers, timeout_ms = timeout.as_millis() as u64, "connecting to Kafka");
+    let info = kafka::connect::check_connection(&kafka, &needed, timeout, stop)?;
+    tracing::info!(address = %kafka.bootstrap_servers, brokers = info.brokers, "connected to Kafka");
+    Ok(Some(info))
+}
+
 /// How to reach the Kafka cluster `config` describes.
-pub fn kafka_settings(config: &BrokerConfig) -> KafkaSettings {
+pub(crate) fn kafka_settings(config: &BrokerConfig) -> KafkaSettings {
     KafkaSettings {
         bootstrap_servers: config
             .bootstrap_servers
@@ -230,5 +259,10 @@ pub trait Sink: Send + Sync {
     /// is never mistaken for having nothing to do).
     fn is_reachable(&self) -> bool {
         true
+    }
+    /// Why the sink can never publish again, once that has happened (Kafka: a fatal error of
+    /// the idempotent producer). The run ends on it; a restart resumes from the commits.
+    fn fatal_error(&self) -> Option<String> {
+        None
     }
 }

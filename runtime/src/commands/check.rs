@@ -7,14 +7,15 @@ use crate::config::Config;
 use crate::config::error::ConfigErrors;
 use crate::handler::Plugin;
 use crate::host::engine::PlexusEngine;
-use crate::runtime::{cache_dir, load_plugins};
+use crate::host::plugins::{cache_dir, load_plugins};
 use crate::shutdown::Shutdown;
 use crate::state::MemoryStateStore;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// Checks `config_path` (and, with `connect`, the broker); returns the exit code.
-pub fn check(config_path: &Path, connect: bool) -> i32 {
+/// Checks `config_path` (and, with `connect`, the broker, until reached or `stop` is set);
+/// returns the exit code.
+pub fn check(config_path: &Path, connect: Option<&Shutdown>) -> i32 {
     let config = match load_config(config_path) {
         Ok(config) => config,
         Err(code) => return code,
@@ -69,11 +70,14 @@ pub fn check(config_path: &Path, connect: bool) -> i32 {
             route.dead_letter_topic(name),
         );
     }
+    if let Some(nothing) = super::run::nothing_to_run(&config) {
+        println!("warning: {nothing}; `plexus run` refuses it");
+    }
     for warning in warnings(&config) {
         println!("warning: {warning}");
     }
-    if connect {
-        return check_connection(&config);
+    if let Some(stop) = connect {
+        return check_connection(&config, stop);
     }
     0
 }
@@ -103,12 +107,8 @@ fn broker_summary(config: &Config) -> Option<String> {
 }
 
 /// `--connect`: reaches the broker as `plexus run` would at start.
-fn check_connection(config: &Config) -> i32 {
-    let stop = Shutdown::new();
-    if let Err(error) = stop.on_signals() {
-        eprintln!("warning: signals not handled: {error}");
-    }
-    match crate::runtime::check_connection(config, &stop) {
+fn check_connection(config: &Config, stop: &Shutdown) -> i32 {
+    match crate::broker::check_connection(config, stop) {
         Ok(None) => println!("connect: the embedded broker runs in process; nothing to reach"),
         Ok(Some(info)) => {
             let missing: Vec<String> = config

@@ -1,5 +1,5 @@
-//! The `plexus` subcommands. Each returns the process exit code; `main` only parses
-//! arguments and sets up logging.
+//! The `plexus` subcommands. Each returns the process exit code; the binary parses the
+//! arguments, sets up logging and signals, and exits with it.
 //!
 //! # Layout
 //! - [`run`]: `plexus run`.
@@ -16,6 +16,10 @@ use std::path::Path;
 
 /// Exit code for a run or check that found problems in its input.
 pub const EXIT_INVALID: i32 = 1;
+
+/// Exit code when the producer failed for good mid-run (`EX_SOFTWARE`): nothing more can be
+/// published; a restart resumes from the committed positions.
+pub const EXIT_PRODUCER_FATAL: i32 = 70;
 
 /// Exit code when the broker cannot be used: unreachable, refusing the TLS handshake or the
 /// credentials, or missing topics.

@@ -1,52 +1,60 @@
-//! `plexus run`: run the config until its inputs are exhausted or a signal arrives, then
-//! drain, commit, print a summary and exit 0. Changes to the config and plugin files (and
-//! SIGHUP) are applied live unless `--no-watch` is given.
+//! `plexus run`: run the config until its inputs are exhausted or it is asked to stop, then
+//! drain, commit, print a summary and exit 0. Reload requests (the binary sends one on
+//! SIGHUP) and, with `watch`, changes to the config and plugin files are applied live.
 
-use super::{EXIT_INVALID, EXIT_UNREACHABLE, load_config, print_errors};
-use crate::Shutdown;
+use super::{EXIT_INVALID, EXIT_PRODUCER_FATAL, EXIT_UNREACHABLE, load_config, print_errors};
 use crate::broker::kafka::connect::ConnectError;
-use crate::config::error::ConfigErrors;
-use crate::runtime::{RunReport, run as run_config};
+use crate::config::Config;
+use crate::metrics::RunReport;
+use crate::supervise::{RunError, RunOptions, run as run_config};
 use std::path::Path;
 
-/// Runs `config_path`, applying changes to it and its plugins live when `watch` is set;
-/// returns the exit code.
-pub fn run(config_path: &Path, watch: bool) -> i32 {
+/// Runs `config_path` under `options`; returns the exit code.
+pub fn run(config_path: &Path, options: RunOptions) -> i32 {
     let config = match load_config(config_path) {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let shutdown = Shutdown::new();
-    if let Err(error) = shutdown.on_signals() {
-        eprintln!("error: cannot install signal handlers: {error}");
+    if let Some(nothing) = nothing_to_run(&config) {
+        eprintln!("error: {}: {nothing}", config.file);
         return EXIT_INVALID;
     }
-    match run_config(config, shutdown, watch) {
+    match run_config(config, options) {
         Ok(report) => {
             print_summary(&report);
             0
         }
-        Err(error) => {
-            if let Some(error) = error.downcast_ref::<ConnectError>() {
-                return match error {
-                    // Asked to stop before anything started: nothing went wrong.
-                    ConnectError::Stopped { .. } => {
-                        eprintln!("{error}");
-                        0
-                    }
-                    _ => {
-                        eprintln!("error: {error}");
-                        EXIT_UNREACHABLE
-                    }
-                };
-            }
-            match error.downcast_ref::<ConfigErrors>() {
-                Some(errors) => print_errors(errors),
-                None => eprintln!("error: {error:#}"),
-            }
+        // Asked to stop before anything started: nothing went wrong.
+        Err(RunError::Connect(error @ ConnectError::Stopped { .. })) => {
+            eprintln!("{error}");
+            0
+        }
+        Err(RunError::Connect(error)) => {
+            eprintln!("error: {error}");
+            EXIT_UNREACHABLE
+        }
+        Err(RunError::Config(errors)) => {
+            print_errors(&errors);
+            EXIT_INVALID
+        }
+        Err(error @ RunError::ProducerFatal(_)) => {
+            eprintln!("error: {error}; a restart resumes from the committed positions");
+            EXIT_PRODUCER_FATAL
+        }
+        Err(RunError::Start(error)) => {
+            eprintln!("error: {error:#}");
             EXIT_INVALID
         }
     }
+}
+
+/// Why `config` would run and do nothing, if it would: a run without routes reads no event.
+/// (The library accepts such a config, since a reload may add routes; a command line run of
+/// one is a mistake.)
+pub(super) fn nothing_to_run(config: &Config) -> Option<&'static str> {
+    config.spec.routes.is_empty().then_some(
+        "no routes: nothing would read an event; add a [routes.NAME] table with a topic and a plugin",
+    )
 }
 
 /// One line per route and output on stderr, so stdout stays the outputs' own.

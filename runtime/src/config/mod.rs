@@ -4,6 +4,9 @@
 //! [`Config::load`]. Paths in the file are relative to the file's directory.
 //!
 //! # Layout
+//! - this module: the file as a whole, `[broker]`, `[runtime]`, `[[inputs]]`, `[[outputs]]`.
+//! - `plugin` and `route`: `[plugins.NAME]` ([`PluginConfig`], [`Limits`]) and
+//!   `[routes.NAME]` ([`RouteConfig`], [`RetryConfig`]).
 //! - [`units`]: validated values (durations, sizes, topic names, digests).
 //! - [`error`]: errors with file:line:col.
 //! - `validate`: the checks that span several tables (route → plugin, dead-letter loops).
@@ -12,14 +15,19 @@
 
 pub mod error;
 pub mod kafka_security;
+mod plugin;
+mod route;
 pub mod secret;
 pub mod units;
 mod validate;
 
+pub use plugin::{Limits, PluginConfig};
+pub use route::{RetryConfig, RouteConfig};
+
 use self::error::{ConfigError, ConfigErrors, Locator};
 use self::kafka_security::{KafkaSecurity, SaslConfig, TlsConfig};
 use self::secret::SecretSource;
-use self::units::{ByteSize, Duration, Sha256Hex, TopicName};
+use self::units::{Duration, TopicName};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -197,180 +205,6 @@ pub struct OutputConfig {
     pub topic: TopicName,
     /// `file = "out/notifications.jsonl"`, or `"-"` for standard output.
     pub file: PathBuf,
-}
-
-/// `[plugins.NAME]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginConfig {
-    /// `path = "plugins/validator.wasm"`: the component file.
-    pub path: Spanned<PathBuf>,
-    /// `sha256 = "<64 hex digits>"`: refuse the file unless its digest matches.
-    pub sha256: Option<Spanned<Sha256Hex>>,
-    /// `[plugins.NAME.config]`: handed to the plugin's `init` and its `config` import.
-    #[serde(default)]
-    pub config: toml::Table,
-    /// `[plugins.NAME.limits]`: what one instance may use.
-    #[serde(default)]
-    pub limits: Limits,
-}
-
-/// `[plugins.NAME.limits]`: what one instance may use, and what one event may cost the host.
-///
-/// Every limit holds wherever the plugin is, in Wasm or waiting in a host call; exceeding one
-/// ends the call (time, memory) or gives the plugin an error (outbox, state), never host
-/// memory growth.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    /// `memory = "64MiB"`: the most linear memory one instance may grow to.
-    #[serde(default = "default_memory")]
-    pub memory: ByteSize,
-    /// `timeout = "1s"`: the longest one `handle` call may take, blocked host calls included.
-    #[serde(default = "default_timeout")]
-    pub timeout: Duration,
-    /// `init_timeout = "10s"`: the longest instantiation and `init` may take together (at
-    /// load, on `plexus check`, on a hot reload, and whenever an instance is replaced).
-    #[serde(default = "default_init_timeout")]
-    pub init_timeout: Duration,
-    /// `max_emits = 1000`: the most events one `handle` call may stage.
-    #[serde(default = "default_max_emits")]
-    pub max_emits: u32,
-    /// `max_outbox_bytes = "16MiB"`: the most bytes (payloads, keys, headers and attributes)
-    /// one `handle` call may stage.
-    #[serde(default = "default_max_outbox_bytes")]
-    pub max_outbox_bytes: ByteSize,
-    /// `max_state_keys = 100000`: the most live keys the plugin's state namespace may hold.
-    #[serde(default = "default_max_state_keys")]
-    pub max_state_keys: u64,
-    /// `max_state_bytes = "64MiB"`: the most bytes of keys and values the namespace may hold.
-    #[serde(default = "default_max_state_bytes")]
-    pub max_state_bytes: ByteSize,
-    /// `max_log_bytes = "64KiB"`: the most log text (the `log` import, stdout and stderr)
-    /// one call may write; the rest is dropped and counted in one warning.
-    #[serde(default = "default_max_log_bytes")]
-    pub max_log_bytes: ByteSize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            memory: default_memory(),
-            timeout: default_timeout(),
-            init_timeout: default_init_timeout(),
-            max_emits: default_max_emits(),
-            max_outbox_bytes: default_max_outbox_bytes(),
-            max_state_keys: default_max_state_keys(),
-            max_state_bytes: default_max_state_bytes(),
-            max_log_bytes: default_max_log_bytes(),
-        }
-    }
-}
-
-fn default_memory() -> ByteSize {
-    ByteSize(64 << 20)
-}
-fn default_timeout() -> Duration {
-    Duration(std::time::Duration::from_secs(1))
-}
-fn default_init_timeout() -> Duration {
-    Duration(std::time::Duration::from_secs(10))
-}
-fn default_max_emits() -> u32 {
-    1000
-}
-fn default_max_outbox_bytes() -> ByteSize {
-    ByteSize(16 << 20)
-}
-fn default_max_state_keys() -> u64 {
-    100_000
-}
-fn default_max_state_bytes() -> ByteSize {
-    ByteSize(64 << 20)
-}
-fn default_max_log_bytes() -> ByteSize {
-    ByteSize(64 << 10)
-}
-
-/// `[routes.NAME]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    /// `topic = "shop.orders"`: where events come from.
-    pub topic: TopicName,
-    /// `types = ["shop.order.placed.v1"]`: only these CloudEvents types reach the plugin
-    /// (the rest count as done); absent means every type.
-    pub types: Option<Vec<String>>,
-    /// `plugin = "order-validator"`: a key of `[plugins]`.
-    pub plugin: Spanned<String>,
-    /// `concurrency = 4`: events handled at once; events with the same key stay in order.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: Spanned<u32>,
-    /// `[routes.NAME.retry]`: what a *retry* error leads to.
-    #[serde(default)]
-    pub retry: RetryConfig,
-    /// `dead_letter = "shop.orders.dlq"`: where failed events go (default `NAME.dlq`).
-    pub dead_letter: Option<Spanned<TopicName>>,
-    /// `max_in_flight = "64MiB"`: the most bytes of events (and what they emitted) the
-    /// route holds unfinished, queued, in a plugin, retried or being published; at this
-    /// the route stops reading until some of it is finished.
-    #[serde(default = "default_max_in_flight")]
-    pub max_in_flight: ByteSize,
-}
-
-fn default_max_in_flight() -> ByteSize {
-    ByteSize(64 << 20)
-}
-
-fn default_concurrency() -> Spanned<u32> {
-    Spanned::new(0..0, 1)
-}
-
-/// `[routes.NAME.retry]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    /// `max_attempts = 5`: deliveries in all, the first included (1 means no retry).
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: Spanned<u32>,
-    /// `initial_backoff = "100ms"`: the wait before the second attempt; it doubles each time.
-    #[serde(default = "default_initial_backoff")]
-    pub initial_backoff: Duration,
-    /// `max_backoff = "10s"`: the longest wait between two attempts.
-    #[serde(default = "default_max_backoff")]
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        RetryConfig {
-            max_attempts: default_max_attempts(),
-            initial_backoff: default_initial_backoff(),
-            max_backoff: default_max_backoff(),
-        }
-    }
-}
-
-fn default_max_attempts() -> Spanned<u32> {
-    Spanned::new(0..0, 5)
-}
-fn default_initial_backoff() -> Duration {
-    Duration(std::time::Duration::from_millis(100))
-}
-fn default_max_backoff() -> Duration {
-    Duration(std::time::Duration::from_secs(10))
-}
-
-impl RouteConfig {
-    /// The dead-letter topic: the configured one, or `ROUTE.dlq`.
-    pub fn dead_letter_topic(&self, route: &str) -> TopicName {
-        match &self.dead_letter {
-            Some(topic) => topic.get_ref().clone(),
-            None => format!("{route}.dlq")
-                .parse()
-                .expect("route names make valid topics"),
-        }
-    }
 }
 
 impl Config {

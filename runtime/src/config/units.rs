@@ -19,7 +19,7 @@ macro_rules! deserialize_from_str {
 }
 
 /// A duration written with a unit: `"250ms"`, `"2s"`, `"1m"`, `"1h"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Duration(pub std::time::Duration);
 
 impl FromStr for Duration {
@@ -48,14 +48,27 @@ impl FromStr for Duration {
 }
 deserialize_from_str!(Duration);
 
+impl fmt::Debug for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Duration({self})")
+    }
+}
+
+/// Shown in the largest unit that holds it exactly, so a value reads as it was written:
+/// `10s`, `1m`, `250ms` (a sub-millisecond rest is not in the grammar, and not shown).
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}ms", self.0.as_millis())
+        let millis = self.0.as_millis();
+        let (number, unit) = [(3_600_000, "h"), (60_000, "m"), (1_000, "s")]
+            .into_iter()
+            .find(|(scale, _)| millis > 0 && millis.is_multiple_of(*scale))
+            .map_or((millis, "ms"), |(scale, unit)| (millis / scale, unit));
+        write!(f, "{number}{unit}")
     }
 }
 
 /// A size in bytes, with an optional binary unit: `"64MiB"`, `"512KiB"`, `"1GiB"`, `"4096"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteSize(pub u64);
 
 impl FromStr for ByteSize {
@@ -84,9 +97,16 @@ impl FromStr for ByteSize {
 }
 deserialize_from_str!(ByteSize);
 
+impl fmt::Debug for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ByteSize({self})")
+    }
+}
+
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
+            n if n >= 1 << 30 && n % (1 << 30) == 0 => write!(f, "{}GiB", n >> 30),
             n if n >= 1 << 20 && n % (1 << 20) == 0 => write!(f, "{}MiB", n >> 20),
             n if n >= 1 << 10 && n % (1 << 10) == 0 => write!(f, "{}KiB", n >> 10),
             n => write!(f, "{n}B"),
@@ -172,6 +192,18 @@ mod tests {
         assert!("5".parse::<Duration>().is_err());
         assert!("ms".parse::<Duration>().is_err());
         assert!("1.5s".parse::<Duration>().is_err());
+    }
+
+    #[test]
+    fn values_are_shown_as_written() {
+        for written in ["10s", "250ms", "1500ms", "90s", "5m", "2h", "0ms"] {
+            let duration: Duration = written.parse().unwrap();
+            assert_eq!(duration.to_string(), written);
+        }
+        for written in ["64MiB", "512KiB", "2GiB", "1000B"] {
+            let size: ByteSize = written.parse().unwrap();
+            assert_eq!(size.to_string(), written);
+        }
     }
 
     #[test]

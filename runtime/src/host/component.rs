@@ -111,13 +111,10 @@ pub fn load(
         });
     }
     check_header(&bytes, &shown)?;
-    let (component, from_cache) =
-        engine
-            .compile(&bytes, &digest)
-            .map_err(|e| LoadError::Compile {
-                path: shown.clone(),
-                reason: format!("{e:#}"),
-            })?;
+    let (component, from_cache) = engine.compile(&bytes).map_err(|e| LoadError::Compile {
+        path: shown.clone(),
+        reason: format!("{e:#}"),
+    })?;
     let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
         path: shown.clone(),
         reason: format!("{e:#}"),

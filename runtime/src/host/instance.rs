@@ -179,14 +179,13 @@ fn classify(
 ) -> (FailureKind, String) {
     let state = store.data_mut();
     let printed = state.stderr.take_recent();
-    let millis = limit.as_millis();
+    // Shown as the limit was written in the config (`1s`, `200ms`).
+    let limit = crate::config::units::Duration(limit);
     let error = match stop {
         Stop::Abandoned => {
             return (
                 FailureKind::Timeout,
-                format!(
-                    "{during} exceeded the time limit of {millis}ms while waiting in a host call"
-                ),
+                format!("{during} exceeded the time limit of {limit} while waiting in a host call"),
             );
         }
         Stop::Trapped(error) => error,
@@ -194,7 +193,7 @@ fn classify(
     if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         return (
             FailureKind::Timeout,
-            format!("{during} exceeded the time limit of {millis}ms"),
+            format!("{during} exceeded the time limit of {limit}"),
         );
     }
     if state.limiter.hit {

@@ -12,6 +12,7 @@
 //! - [`instance`]: [`instance::WasmPlugin`] and its handlers: calls, failure classification,
 //!   re-instantiation after a trap.
 //! - [`guest_output`]: a guest's stdout and stderr into the log.
+//! - [`plugins`]: the plugins a config declares, loaded and initialised, errors located.
 
 pub mod component;
 pub mod deadline;
@@ -21,6 +22,7 @@ pub mod imports;
 pub mod instance;
 pub mod legacy;
 pub mod linker;
+pub mod plugins;
 pub mod store;
 
 /// wasmtime 48 has its own error type, which is not `std::error::Error`; keep its chain of

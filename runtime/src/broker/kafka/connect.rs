@@ -180,13 +180,14 @@ pub fn check_connection(
                     return Err(unreachable(cause.clone()));
                 }
                 if started.elapsed() >= timeout {
+                    // As written in the config: `10s`, not `10000ms`.
+                    let waited = crate::config::units::Duration(timeout);
                     let cause = match reason {
                         Some((_, cause)) => cause,
-                        None => format!("no answer within {}ms ({error})", timeout.as_millis()),
+                        None => format!("no answer within {waited} ({error})"),
                     };
                     return Err(unreachable(format!(
-                        "{cause} (gave up after {}ms; see connect_timeout)",
-                        timeout.as_millis()
+                        "{cause} (gave up after {waited}; see connect_timeout)"
                     )));
                 }
             }

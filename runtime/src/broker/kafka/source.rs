@@ -1,0 +1,261 @@
+//! A subscriber's consumer: polling, pausing while the dispatcher is full, committing the
+//! positions it reports finished, and draining and committing on a rebalance.
+
+use super::binding::{self, KafkaRecord};
+use super::oauth::TokenSource;
+use super::roles::Role;
+use super::{KafkaBroker, bearer_tokens, broker_error, client_config};
+use crate::broker::{Body, BrokerError, Delivery, Poll, RevokeHook, Source, Undecodable};
+use crate::event::Header;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+impl KafkaBroker {
+    /// A source reading `topic` for `subscriber`, in consumer group `GROUP.SUBSCRIBER`.
+    pub fn subscribe(&self, topic: &str, subscriber: &str) -> Result<KafkaSource, BrokerError> {
+        let mut config = client_config(&self.settings, Role::Consumer);
+        config
+            .set("group.id", format!("{}.{subscriber}", self.settings.group))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000");
+        let context = SourceContext {
+            tokens: self.settings.tokens.clone(),
+            topic: topic.to_owned(),
+            hook: Mutex::new(None),
+            committed: Mutex::new(BTreeMap::new()),
+        };
+        let consumer: BaseConsumer<SourceContext> =
+            config.create_with_context(context).map_err(broker_error)?;
+        consumer.subscribe(&[topic]).map_err(broker_error)?;
+        Ok(KafkaSource {
+            consumer,
+            topic: topic.to_owned(),
+            paused: false,
+        })
+    }
+}
+
+struct SourceContext {
+    tokens: TokenSource,
+    topic: String,
+    hook: Mutex<Option<RevokeHook>>,
+    /// The last position committed per partition still owned, for the final commit.
+    committed: Mutex<BTreeMap<u32, u64>>,
+}
+
+impl ClientContext for SourceContext {
+    bearer_tokens!();
+}
+
+impl ConsumerContext for SourceContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
+            let partitions: Vec<i32> = assigned
+                .elements_for_topic(&self.topic)
+                .iter()
+                .map(|e| e.partition())
+                .collect();
+            tracing::info!(topic = %self.topic, ?partitions, "partitions assigned");
+        }
+    }
+
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let partitions: Vec<u32> = revoked
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition() as u32)
+            .collect();
+        let mut hook = self.hook.lock().expect("hook lock");
+        let Some(hook) = hook.as_mut() else { return };
+        let positions = hook(&partitions);
+        let mut committed = self.committed.lock().expect("committed lock");
+        for partition in &partitions {
+            committed.remove(partition);
+        }
+        tracing::info!(topic = %self.topic, ?partitions, ?positions, "partitions revoked: drained, committing");
+        if positions.is_empty() {
+            return;
+        }
+        let list = position_list(&self.topic, &positions);
+        if let Err(error) = consumer.commit(&list, CommitMode::Sync) {
+            tracing::warn!(topic = %self.topic, %error, "commit of revoked partitions failed; they will be delivered again");
+        }
+    }
+}
+
+fn position_list(topic: &str, positions: &[(u32, u64)]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for &(partition, next) in positions {
+        let _ = list.add_partition_offset(topic, partition as i32, Offset::Offset(next as i64));
+    }
+    list
+}
+
+/// One subscriber's consumer.
+pub struct KafkaSource {
+    consumer: BaseConsumer<SourceContext>,
+    topic: String,
+    paused: bool,
+}
+
+impl KafkaSource {
+    fn delivery(&self, message: &rdkafka::message::BorrowedMessage<'_>) -> Delivery {
+        let record = KafkaRecord::from_message(message);
+        let (partition, offset) = (message.partition() as u32, message.offset() as u64);
+        let body = match binding::decode(&record, &self.topic, partition, offset) {
+            Ok(event) => Body::Event(Arc::new(event)),
+            Err(reason) => Body::Undecodable(Arc::new(Undecodable {
+                topic: self.topic.clone(),
+                key: record.key,
+                headers: record
+                    .headers
+                    .into_iter()
+                    .map(|(name, value)| Header { name, value })
+                    .collect(),
+                raw: record.value.unwrap_or_default(),
+                reason,
+            })),
+        };
+        Delivery {
+            partition,
+            offset,
+            body,
+        }
+    }
+
+    /// Pauses or resumes every partition assigned now.
+    fn pause_assigned(&self, pause: bool) {
+        let Ok(assigned) = self.consumer.assignment() else {
+            return;
+        };
+        let result = if pause {
+            self.consumer.pause(&assigned)
+        } else {
+            self.consumer.resume(&assigned)
+        };
+        if let Err(error) = result {
+            tracing::debug!(topic = %self.topic, %error, pause, "pausing or resuming failed");
+        }
+    }
+
+    /// A poll while paused: serves rebalances and liveness, reads nothing. Pausing drops
+    /// what was prefetched and resumes at the next unread offset; a record that still slips
+    /// through (a partition assigned since the last pause) is sought back to, so it is read
+    /// again after the pause.
+    fn poll_paused(&mut self, timeout: Duration) -> Poll {
+        self.pause_assigned(true);
+        if let Some(Ok(message)) = self.consumer.poll(timeout) {
+            let (partition, offset) = (message.partition(), message.offset());
+            drop(message);
+            if let Err(error) =
+                self.consumer
+                    .seek(&self.topic, partition, Offset::Offset(offset), timeout)
+            {
+                tracing::warn!(topic = %self.topic, partition, offset, %error, "could not hold back a record read while paused");
+            }
+            self.pause_assigned(true);
+        }
+        Poll::Idle
+    }
+}
+
+impl Source for KafkaSource {
+    fn poll(&mut self, max: usize, timeout: Duration) -> Result<Poll, BrokerError> {
+        if self.paused {
+            return Ok(self.poll_paused(timeout));
+        }
+        let mut records = Vec::new();
+        let mut wait = timeout;
+        while records.len() < max {
+            match self.consumer.poll(wait) {
+                Some(Ok(message)) => records.push(self.delivery(&message)),
+                Some(Err(error)) => {
+                    // Transport errors are reported here while librdkafka reconnects.
+                    tracing::debug!(topic = %self.topic, %error, "consumer error");
+                    break;
+                }
+                None => break,
+            }
+            wait = Duration::ZERO;
+        }
+        Ok(if records.is_empty() {
+            Poll::Idle
+        } else {
+            Poll::Records(records)
+        })
+    }
+
+    fn commit(&mut self, positions: &[(u32, u64)]) -> Result<(), BrokerError> {
+        self.consumer
+            .commit(&position_list(&self.topic, positions), CommitMode::Async)
+            .map_err(broker_error)?;
+        let mut committed = self
+            .consumer
+            .context()
+            .committed
+            .lock()
+            .expect("committed lock");
+        committed.extend(positions.iter().copied());
+        Ok(())
+    }
+
+    fn rewind(&mut self) {
+        let Ok(committed) = self.consumer.committed(Duration::from_secs(10)) else {
+            return;
+        };
+        for element in committed.elements_for_topic(&self.topic) {
+            let offset = match element.offset() {
+                Offset::Offset(offset) => Offset::Offset(offset),
+                _ => Offset::Beginning,
+            };
+            if let Err(error) = self.consumer.seek(
+                &self.topic,
+                element.partition(),
+                offset,
+                Duration::from_secs(10),
+            ) {
+                tracing::warn!(topic = %self.topic, partition = element.partition(), %error, "rewind failed");
+            }
+        }
+    }
+
+    fn set_paused(&mut self, paused: bool) {
+        if self.paused != paused {
+            self.paused = paused;
+            self.pause_assigned(paused);
+            tracing::debug!(topic = %self.topic, paused, "route reading paused or resumed");
+        }
+    }
+
+    fn close(&mut self) -> Result<(), BrokerError> {
+        let positions: Vec<(u32, u64)> = {
+            let committed = self
+                .consumer
+                .context()
+                .committed
+                .lock()
+                .expect("committed lock");
+            committed.iter().map(|(p, o)| (*p, *o)).collect()
+        };
+        if positions.is_empty() {
+            return Ok(());
+        }
+        self.consumer
+            .commit(&position_list(&self.topic, &positions), CommitMode::Sync)
+            .map_err(broker_error)
+    }
+
+    fn on_revoke(&mut self, hook: RevokeHook) {
+        *self.consumer.context().hook.lock().expect("hook lock") = Some(hook);
+    }
+}

@@ -1,0 +1,317 @@
+//! Wiring a validated [`Config`] into a running process: [`Runtime::start`] builds the
+//! engine, the plugins (each in a [`PluginSlot`]), the broker, one pipeline per route, and the
+//! file edges; [`Runtime::stop`] drains and commits everything and reports.
+//!
+//! # Layout
+//! - this module: the [`Runtime`] and its routes.
+//! - [`plan`]: what a new config changes, as data ([`plan::diff`]).
+//! - [`apply`]: carrying a plan out ([`Runtime::apply`]).
+//!
+//! Driving a runtime (reloads, ending the run) is [`crate::supervise`]'s job.
+
+pub mod apply;
+pub mod plan;
+
+use crate::broker::edges::FileEdges;
+use crate::broker::{Broker, Source, check_connection};
+use crate::config::{Config, PluginConfig, RouteConfig};
+use crate::dispatch::publish::Publisher;
+use crate::dispatch::retry::RetryPolicy;
+use crate::dispatch::{RouteSpec, RunningRoute, start_route};
+use crate::handler::PluginSlot;
+use crate::host::engine::PlexusEngine;
+use crate::host::plugins::{cache_dir, load_plugins};
+use crate::metrics::{RouteMetrics, RouteSnapshot, RunReport};
+use crate::shutdown::Shutdown;
+use crate::state::{MemoryStateStore, StateStore};
+use anyhow::Context as _;
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use apply::Changes;
+
+/// How often a route commits while events flow.
+const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A plugin in service and the settings it was loaded with.
+struct LivePlugin {
+    slot: Arc<PluginSlot>,
+    settings: PluginConfig,
+    digest: [u8; 32],
+}
+
+/// A route in service and the settings it was started with.
+struct LiveRoute {
+    running: RunningRoute,
+    settings: RouteConfig,
+    metrics: Arc<RouteMetrics>,
+}
+
+/// A running Plexus: plugins, routes, broker, inputs and outputs.
+pub struct Runtime {
+    config: Config,
+    engine: PlexusEngine,
+    state: Arc<dyn StateStore>,
+    broker: Broker,
+    publisher: Publisher,
+    shutdown: Shutdown,
+    plugins: BTreeMap<String, LivePlugin>,
+    routes: BTreeMap<String, LiveRoute>,
+    edges: FileEdges,
+    report: RunReport,
+    /// Events received by all routes so far, and when that number last moved.
+    progress: Cell<(u64, Instant)>,
+}
+
+impl Runtime {
+    /// Loads the plugins of `config` and starts everything. Routes stop when their input
+    /// is exhausted or `shutdown` is set.
+    pub fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Runtime> {
+        let engine = PlexusEngine::new(cache_dir(Some(&config)))?;
+        let state = MemoryStateStore::shared();
+        let loaded = load_plugins(&config, &engine, &state).map_err(anyhow::Error::new)?;
+        let plugins = config
+            .spec
+            .plugins
+            .iter()
+            .map(|(name, settings)| {
+                let wasm = loaded[name.get_ref()].clone();
+                let digest = wasm.loaded().digest;
+                let live = LivePlugin {
+                    slot: PluginSlot::new(wasm),
+                    settings: settings.clone(),
+                    digest,
+                };
+                (name.get_ref().clone(), live)
+            })
+            .collect();
+        check_connection(&config, &shutdown)?;
+        let broker = Broker::open(&config.spec.broker).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut runtime = Runtime {
+            publisher: Publisher::start(broker.sink())?,
+            broker,
+            engine,
+            state,
+            shutdown,
+            plugins,
+            routes: BTreeMap::new(),
+            edges: FileEdges::default(),
+            report: RunReport::default(),
+            progress: Cell::new((0, Instant::now())),
+            config,
+        };
+        if let Err(error) = runtime.start_pipelines() {
+            runtime.stop();
+            return Err(error);
+        }
+        Ok(runtime)
+    }
+
+    /// The broker.
+    #[cfg(feature = "testing")]
+    pub(crate) fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// The config in service.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The counters of route `name` now.
+    pub fn route_metrics(&self, name: &str) -> Option<RouteSnapshot> {
+        self.routes.get(name).map(|r| r.metrics.snapshot())
+    }
+
+    /// The version of plugin `name` in service.
+    pub fn plugin_version(&self, name: &str) -> Option<String> {
+        self.plugins
+            .get(name)
+            .map(|p| p.slot.current().1.version().to_owned())
+    }
+
+    fn start_pipelines(&mut self) -> anyhow::Result<()> {
+        // Held until every input is fed: until then, no reader may conclude the run is over.
+        let input_guard = self.broker.open_input();
+        self.create_topics(&self.config.clone())?;
+        // Subscribe everything before the first input line, so every reader sees every event.
+        let outputs: Vec<_> = self
+            .config
+            .spec
+            .outputs
+            .iter()
+            .map(|o| o.get_ref().clone())
+            .collect();
+        self.edges = FileEdges::start_outputs(&self.broker, &outputs)?;
+        for (name, settings) in self.config.spec.routes.clone() {
+            let source = self
+                .broker
+                .subscribe(settings.topic.as_str(), name.get_ref())?;
+            self.start_route(name.get_ref(), settings, source, Arc::default())?;
+        }
+        let inputs = self
+            .config
+            .spec
+            .inputs
+            .iter()
+            .map(|i| i.get_ref().clone())
+            .collect();
+        self.edges
+            .feed_inputs(&self.broker, inputs, input_guard, &self.shutdown)
+    }
+
+    /// Subscribes route `name` to `topic`, creating the topics of `config` first where
+    /// that is asked for.
+    fn subscribe(
+        &self,
+        config: &Config,
+        name: &str,
+        topic: &str,
+    ) -> anyhow::Result<Box<dyn Source>> {
+        self.create_topics(config)?;
+        Ok(self.broker.subscribe(topic, name)?)
+    }
+
+    /// On Kafka with `create_topics`, creates the topics `config` reads or writes by name.
+    fn create_topics(&self, config: &Config) -> anyhow::Result<()> {
+        let broker = match &self.broker {
+            Broker::Kafka(kafka) if config.spec.broker.create_topics => kafka,
+            _ => return Ok(()),
+        };
+        let topics = config.named_topics();
+        broker
+            .ensure_topics(&topics, *config.spec.broker.partitions.get_ref())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    fn start_route(
+        &mut self,
+        name: &str,
+        settings: RouteConfig,
+        source: Box<dyn Source>,
+        metrics: Arc<RouteMetrics>,
+    ) -> anyhow::Result<()> {
+        let plugin = self
+            .plugins
+            .get(settings.plugin.get_ref())
+            .with_context(|| {
+                format!(
+                    "route `{name}`: plugin `{}` is not loaded",
+                    settings.plugin.get_ref()
+                )
+            })?;
+        let spec = RouteSpec {
+            name: name.to_owned(),
+            topic: settings.topic.to_string(),
+            types: settings.types.as_ref().map(|t| t.iter().cloned().collect()),
+            plugin: plugin.slot.clone(),
+            concurrency: *settings.concurrency.get_ref() as usize,
+            retry: RetryPolicy {
+                max_attempts: *settings.retry.max_attempts.get_ref(),
+                initial_backoff: settings.retry.initial_backoff.0,
+                max_backoff: settings.retry.max_backoff.0,
+            },
+            dead_letter: settings.dead_letter_topic(name).to_string(),
+            commit_interval: COMMIT_INTERVAL,
+            max_in_flight: settings.max_in_flight.0,
+        };
+        let running = start_route(
+            spec,
+            source,
+            self.publisher.clone(),
+            Shutdown::new(),
+            metrics.clone(),
+        )?;
+        self.routes.insert(
+            name.to_owned(),
+            LiveRoute {
+                running,
+                settings,
+                metrics,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops route `name`, waits until it has drained and committed, and returns its
+    /// source, rewound to its committed positions.
+    fn stop_route(&mut self, name: &str) -> Option<(Box<dyn Source>, Arc<RouteMetrics>)> {
+        let live = self.routes.remove(name)?;
+        live.running.stop();
+        let mut source = live.running.join().0?;
+        source.rewind();
+        Some((source, live.metrics))
+    }
+
+    /// Whether the run is over by itself: on the embedded broker, inputs exhausted and every
+    /// route finished; on Kafka with `idle_exit`, inputs fed, nothing in flight (read and
+    /// unfinished, or being published) and nothing received for that long, with the broker
+    /// answering (an outage is never taken for having nothing to do).
+    pub fn is_done(&self) -> bool {
+        if let Some(idle) = self
+            .config
+            .spec
+            .broker
+            .idle_exit
+            .as_ref()
+            .map(|i| *i.get_ref())
+        {
+            let received: u64 = self
+                .routes
+                .values()
+                .map(|r| r.metrics.snapshot().received)
+                .sum();
+            let busy = self.publisher.pending() > 0
+                || self.routes.values().any(|r| r.running.in_flight() > 0);
+            let (seen, since) = self.progress.get();
+            if received != seen || busy {
+                self.progress.set((received, Instant::now()));
+                return false;
+            }
+            if !self.edges.inputs_fed() || since.elapsed() < idle.0 {
+                return false;
+            }
+            if !self.publisher.sink().is_reachable() {
+                tracing::info!(
+                    "idle, but the broker does not answer: waiting for it before ending the run"
+                );
+                self.progress.set((received, Instant::now()));
+                return false;
+            }
+            return true;
+        }
+        self.broker.is_exhausted() && self.routes.values().all(|r| r.running.is_finished())
+    }
+
+    /// Why the broker's producer failed for good, if it did: nothing can be published any
+    /// more, and the run should end (see [`crate::supervise::RunError::ProducerFatal`]).
+    pub fn fatal_error(&self) -> Option<String> {
+        self.publisher.sink().fatal_error()
+    }
+
+    /// Stops every route (each drains and commits), then the inputs and outputs; returns
+    /// what the run did.
+    pub fn stop(mut self) -> RunReport {
+        self.shutdown.trigger();
+        let names: Vec<String> = self.routes.keys().cloned().collect();
+        for live in self.routes.values() {
+            live.running.stop();
+        }
+        for name in names {
+            if let Some(live) = self.routes.remove(&name) {
+                let (_, unfinished) = live.running.join();
+                let mut counts = live.metrics.snapshot();
+                counts.unfinished = unfinished as u64;
+                self.report.routes.insert(name, counts);
+            }
+        }
+        self.publisher.stop();
+        self.report.publish_retries = self.publisher.retried();
+        let (inputs, outputs) = std::mem::take(&mut self.edges).stop();
+        self.report.inputs = inputs;
+        self.report.outputs = outputs;
+        std::mem::take(&mut self.report)
+    }
+}
