@@ -245,6 +245,8 @@ impl Poller {
     ) -> Box<dyn Source> {
         let spec = self.spec.clone();
         tracing::info!(route = %spec.name, topic = %spec.topic, plugin = %spec.plugin.current().1.version(), workers = spec.concurrency, "route started");
+        // A source handed over by a stopped route (a restart) may have been left paused.
+        source.set_paused(false);
         let mut last_commit = Instant::now();
         while !self.shutdown.is_triggered() && !self.exhausted {
             let idle = if self.wait_while_spent(source.as_mut()) {

@@ -38,6 +38,7 @@ impl KafkaBroker {
             consumer,
             topic: topic.to_owned(),
             paused: false,
+            held_back: Vec::new(),
         })
     }
 }
@@ -106,6 +107,10 @@ pub struct KafkaSource {
     consumer: BaseConsumer<SourceContext>,
     topic: String,
     paused: bool,
+    /// Records read while paused (prefetched before the pause took hold, or of a partition
+    /// assigned since), in the order read: handed out first once reading resumes. The
+    /// consumer's position is already past them, so they must not be dropped.
+    held_back: Vec<Delivery>,
 }
 
 impl KafkaSource {
@@ -148,24 +153,46 @@ impl KafkaSource {
         }
     }
 
-    /// A poll while paused: serves rebalances and liveness, reads nothing. Pausing drops
-    /// what was prefetched and resumes at the next unread offset; a record that still slips
-    /// through (a partition assigned since the last pause) is sought back to, so it is read
-    /// again after the pause.
+    /// A poll while paused: serves rebalances and liveness, hands out nothing. Pausing
+    /// drops what was prefetched and resumes at the next unread offset; a record that still
+    /// comes through (already queued, or of a partition assigned since the last pause) is
+    /// held back and handed out first after the pause. (Seeking back to it instead was
+    /// unreliable: a seek with the zero timeout of a poll in passing is not confirmed, and a
+    /// record it failed to rewind was skipped.)
     fn poll_paused(&mut self, timeout: Duration) -> Poll {
         self.pause_assigned(true);
         if let Some(Ok(message)) = self.consumer.poll(timeout) {
-            let (partition, offset) = (message.partition(), message.offset());
+            let delivery = self.delivery(&message);
             drop(message);
-            if let Err(error) =
-                self.consumer
-                    .seek(&self.topic, partition, Offset::Offset(offset), timeout)
-            {
-                tracing::warn!(topic = %self.topic, partition, offset, %error, "could not hold back a record read while paused");
-            }
+            self.held_back.push(delivery);
             self.pause_assigned(true);
         }
         Poll::Idle
+    }
+
+    /// Up to `max` of the records held back during a pause whose partitions are still
+    /// assigned (those of a partition revoked meanwhile are its new owner's, from the
+    /// committed offset).
+    fn take_held_back(&mut self, max: usize) -> Vec<Delivery> {
+        if self.held_back.is_empty() {
+            return Vec::new();
+        }
+        let assigned: Vec<u32> = self
+            .consumer
+            .assignment()
+            .map(|list| {
+                list.elements_for_topic(&self.topic)
+                    .iter()
+                    .map(|e| e.partition() as u32)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut held = std::mem::take(&mut self.held_back);
+        held.retain(|d| assigned.contains(&d.partition));
+        if held.len() > max {
+            self.held_back = held.split_off(max);
+        }
+        held
     }
 }
 
@@ -174,8 +201,12 @@ impl Source for KafkaSource {
         if self.paused {
             return Ok(self.poll_paused(timeout));
         }
-        let mut records = Vec::new();
-        let mut wait = timeout;
+        let mut records = self.take_held_back(max);
+        let mut wait = if records.is_empty() {
+            timeout
+        } else {
+            Duration::ZERO
+        };
         while records.len() < max {
             match self.consumer.poll(wait) {
                 Some(Ok(message)) => records.push(self.delivery(&message)),
@@ -210,6 +241,8 @@ impl Source for KafkaSource {
     }
 
     fn rewind(&mut self) {
+        // Read again from the committed offsets, held-back records with them.
+        self.held_back.clear();
         let Ok(committed) = self.consumer.committed(Duration::from_secs(10)) else {
             return;
         };
