@@ -45,21 +45,9 @@ fn sigterm_drains_commits_and_exits_zero() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start plexus");
-    // Signal once events are flowing (the echo output has lines), however slow the machine.
-    let echo = scenario.dir.path().join("echo.jsonl");
-    let waiting = Instant::now();
-    while std::fs::metadata(&echo).map_or(0, |m| m.len()) == 0 {
-        assert!(
-            waiting.elapsed() < Duration::from_secs(60),
-            "no event was handled within a minute"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let signalled = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(signalled.success());
+    // Signal once events are flowing, however slow the machine.
+    wait_until_flowing(&scenario);
+    signal(&child, "-TERM");
     let started = Instant::now();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -92,6 +80,28 @@ fn sigterm_drains_commits_and_exits_zero() {
         written, succeeded,
         "every handled event's emit reached the output before exit"
     );
+}
+
+/// Waits until the slow route's output (`echo.jsonl`) has lines.
+fn wait_until_flowing(scenario: &Scenario) {
+    let echo = scenario.dir.path().join("echo.jsonl");
+    let waiting = Instant::now();
+    while std::fs::metadata(&echo).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(60),
+            "no event was handled within a minute"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends `signal` (e.g. `-TERM`) to `child` with `kill`.
+fn signal(child: &std::process::Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
 }
 
 /// A config whose route `slow` is busy for a long while on events of `in.jsonl`.
@@ -130,15 +140,7 @@ fn sighup_reloads_the_config_and_only_sighup_with_no_watch() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("start plexus");
-    let echo = scenario.dir.path().join("echo.jsonl");
-    let waiting = Instant::now();
-    while std::fs::metadata(&echo).map_or(0, |m| m.len()) == 0 {
-        assert!(
-            waiting.elapsed() < Duration::from_secs(60),
-            "no event was handled within a minute"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_flowing(&scenario);
     let applied = || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
@@ -149,14 +151,7 @@ fn sighup_reloads_the_config_and_only_sighup_with_no_watch() {
     std::thread::sleep(Duration::from_secs(1));
     assert!(!applied(), "--no-watch applied a file change");
     // ...SIGHUP applies it.
-    let signal = |name: &str| {
-        let sent = Command::new("kill")
-            .args([name, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-    };
-    signal("-HUP");
+    signal(&child, "-HUP");
     let waiting = Instant::now();
     while !applied() {
         assert!(
@@ -166,7 +161,7 @@ fn sighup_reloads_the_config_and_only_sighup_with_no_watch() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    signal("-TERM");
+    signal(&child, "-TERM");
     assert_eq!(child.wait().unwrap().code(), Some(0));
     let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(stderr.contains("SIGHUP: reloading"), "{stderr}");

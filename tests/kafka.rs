@@ -322,17 +322,20 @@ fn two_processes_share_a_topic_and_one_takes_over_when_the_other_dies() {
     let mut second = spawn_plexus(&b);
     // Once the second member has been given partitions while the first is alive, and
     // events are flowing, kill the first.
+    let log_of = |config: &PathBuf| {
+        std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
+    };
     let assigned = |config: &PathBuf| {
-        let log = std::fs::read_to_string(config.with_extension("log")).unwrap_or_default();
-        log.lines()
+        log_of(config)
+            .lines()
             .any(|l| l.contains("partitions assigned") && !l.contains("partitions=[]"))
     };
     let started = std::time::Instant::now();
     while !(assigned(&a) && assigned(&b)) {
         if started.elapsed() > Duration::from_secs(120) {
             let group_lines = |config: &PathBuf| {
-                let log = std::fs::read_to_string(config.with_extension("log")).unwrap_or_default();
-                log.lines()
+                log_of(config)
+                    .lines()
                     .filter(|l| {
                         l.contains("partitions") || l.contains("rror") || l.contains("WARN")
                     })
@@ -351,9 +354,6 @@ fn two_processes_share_a_topic_and_one_takes_over_when_the_other_dies() {
         wait_for_records(&out, 200, Duration::from_secs(60)) >= 200,
         "events flow"
     );
-    let log_of = |config: &PathBuf| {
-        std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
-    };
     let b_before_kill = holdings(&log_of(&b)).pop().unwrap_or_default();
     kill_hard(&mut first);
     let at_kill = wait_for_records(&out, 3000, Duration::from_secs(5));
