@@ -2,7 +2,7 @@
 //! SIGTERM and reloaded by SIGHUP (signals belong to the binary), a config with nothing to
 //! run, and `test` on a plugin.
 
-use plexus_tests::{Scenario, event_line, plexus_bin, plugins, repo};
+use plexus_tests::{Scenario, event_line, example_config, plexus_bin, plugins};
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 #[test]
 fn run_prints_the_shop_notifications_and_exits_zero() {
     let scenario = Scenario::new();
+    // The example's own text, so that its state lives in the scenario, not in the checkout.
+    let config = scenario.file("plexus.toml", &example_config("shop", "plexus.toml", "-"));
     let out = Command::new(plexus_bin())
         .args(["run", "--config"])
-        .arg(repo("examples/shop/plexus.toml"))
+        .arg(&config)
         .env("PLEXUS_CACHE_DIR", scenario.dir.path())
         .output()
         .expect("run plexus");

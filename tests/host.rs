@@ -4,14 +4,16 @@ use plexus::FailureKind;
 use plexus::config::Limits;
 use plexus::config::units::ByteSize;
 use plexus::event::Event;
-use plexus::state::MemoryStateStore;
+use plexus::state::StateError;
+use plexus::state::{MemoryBackend, Overlay, Transaction};
 use plexus::testing::PlexusEngine;
 use plexus::testing::PluginContext;
 use plexus::testing::WasmPlugin;
 use plexus::testing::component;
-use plexus::{Outcome, Plugin};
+use plexus::{Handler, Outcome, Plugin};
 use plexus_tests::{Scenario, event_line, plugins};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -56,7 +58,7 @@ fn a_handler_recovers_after_each_kind_of_trap() {
     let context = PluginContext {
         name: "m".into(),
         config: vec![("out".into(), "o".into())],
-        state: MemoryStateStore::shared(),
+        state: MemoryBackend::shared(),
         limits: Limits {
             memory: ByteSize(8 << 20),
             timeout: plexus::config::units::Duration(Duration::from_millis(100)),
@@ -71,49 +73,62 @@ fn a_handler_recovers_after_each_kind_of_trap() {
         ("test.loop", FailureKind::Timeout),
         ("test.hog", FailureKind::MemoryLimit),
     ] {
-        match handler.handle(&event(bad)) {
+        match handle(&mut handler, &event(bad)) {
             Outcome::Failed(k, _) => assert_eq!(k, kind, "{bad}"),
             other => panic!("{bad}: {other:?}"),
         }
-        match handler.handle(&event("test.ok")) {
+        match handle(&mut handler, &event("test.ok")) {
             Outcome::Done(emits) => assert_eq!(emits.len(), 1, "after {bad}"),
             other => panic!("after {bad}: {other:?}"),
         }
     }
 }
 
-/// A state backend that never answers: every operation waits forever (as a store behind a
-/// dead network link would, with no timeout of its own).
+/// Handles `event` in a transaction of its own.
+fn handle(handler: &mut Box<dyn Handler>, event: &Event) -> Outcome {
+    handler.handle(event, &mut Transaction::begin(Overlay::default()))
+}
+
+/// A state backend that never answers a read (as a store behind a dead network link would,
+/// with no timeout of its own).
 struct Unanswering;
 
 #[plexus::async_trait]
-impl plexus::state::StateStore for Unanswering {
-    async fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, plexus::state::StateError> {
+impl plexus::state::StateBackend for Unanswering {
+    fn describe(&self) -> String {
+        "nowhere".into()
+    }
+    fn durable(&self) -> bool {
+        false
+    }
+    async fn read(&self, _: &str, _: &str) -> Result<Option<plexus::state::Stored>, StateError> {
         std::future::pending().await
     }
-    async fn set(
+    async fn usage(&self, _: &str) -> Result<plexus::state::Usage, StateError> {
+        std::future::pending().await
+    }
+    fn commit(
         &self,
         _: &str,
         _: plexus::state::Quota,
-        _: &str,
-        _: Vec<u8>,
-        _: Option<Duration>,
-    ) -> Result<(), plexus::state::StateError> {
-        std::future::pending().await
+        _: &[plexus::state::EventCommit],
+    ) -> Result<plexus::state::Committed, StateError> {
+        unreachable!("nothing is committed in this test")
     }
-    async fn delete(&self, _: &str, _: &str) -> Result<bool, plexus::state::StateError> {
-        std::future::pending().await
+    fn applied(&self, _: &str, _: u32) -> Result<BTreeMap<u64, Vec<u8>>, StateError> {
+        Ok(BTreeMap::new())
     }
-    async fn compare_and_swap(
-        &self,
-        _: &str,
-        _: plexus::state::Quota,
-        _: &str,
-        _: Option<&[u8]>,
-        _: Option<Vec<u8>>,
-        _: Option<Duration>,
-    ) -> Result<bool, plexus::state::StateError> {
-        std::future::pending().await
+    fn prune(&self, _: &str, _: u32, _: u64) -> Result<(), StateError> {
+        Ok(())
+    }
+    fn forget_route(&self, _: &str) -> Result<(), StateError> {
+        Ok(())
+    }
+    fn meta(&self, _: &str) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(None)
+    }
+    fn set_meta(&self, _: &str, _: &[u8]) -> Result<(), StateError> {
+        Ok(())
     }
 }
 
@@ -133,7 +148,7 @@ fn a_state_backend_that_never_answers_cannot_hold_a_call_past_its_time_limit() {
     let wasm = WasmPlugin::new(loaded, context);
     let mut handler = wasm.instantiate().unwrap();
     let started = std::time::Instant::now();
-    match handler.handle(&event("hostile.host-loop")) {
+    match handle(&mut handler, &event("hostile.host-loop")) {
         Outcome::Failed(FailureKind::Timeout, reason) => assert_eq!(
             reason,
             "handle exceeded the time limit of 300ms while waiting in a host call"
@@ -142,7 +157,7 @@ fn a_state_backend_that_never_answers_cannot_hold_a_call_past_its_time_limit() {
     }
     assert!(started.elapsed() < Duration::from_secs(10));
     // The abandoned instance is replaced; calls that do not touch state go on.
-    match handler.handle(&event("x")) {
+    match handle(&mut handler, &event("x")) {
         Outcome::Done(emits) => assert_eq!(emits.len(), 1),
         other => panic!("{other:?}"),
     }

@@ -211,7 +211,7 @@ fn routes_are_added_changed_and_removed_live() {
         let started = Instant::now();
         while events_of(&runtime, topic).len() < count {
             assert!(
-                started.elapsed() < Duration::from_secs(30),
+                started.elapsed() < Duration::from_secs(120),
                 "{topic} stalled"
             );
             std::thread::sleep(Duration::from_millis(5));
@@ -256,7 +256,7 @@ dead_letter = "audit-dlq"
     let started = Instant::now();
     while echoed_ids(&runtime).len() < produced as usize {
         assert!(
-            started.elapsed() < Duration::from_secs(30),
+            started.elapsed() < Duration::from_secs(120),
             "events were lost through the restart"
         );
         std::thread::sleep(Duration::from_millis(10));
@@ -288,25 +288,28 @@ dead_letter = "audit-dlq"
         report.routes["audit"].succeeded, produced,
         "the added route handled every event, from the topic's start"
     );
-    // The restart may deliver again what was in flight. Such a redelivery is refused by the
-    // plugin's per-key check and dead-lettered; it is never echoed twice, and nothing else
-    // is dead-lettered.
+    // The restart may deliver again what was in flight. An event whose state was committed
+    // is not handled again: what it echoed is published again, with the same id (counted as
+    // already applied); one whose state was not committed is handled as if for the first
+    // time, so the plugin's per-key order check never refuses a redelivery.
     let echo_counts = &report.routes["echo"];
-    let echoed: BTreeSet<String> = echo.iter().map(|e| attr(e, "echoof").unwrap()).collect();
-    assert_eq!(echo.len(), echoed.len(), "no event was echoed twice");
-    assert_eq!(echo_counts.succeeded as usize, echo.len());
-    assert_eq!(
-        echo_counts.dead_lettered_total() as usize,
-        dlq.len(),
-        "the route's dead letters are all in `dlq`"
-    );
-    for letter in &dlq {
-        assert!(
-            echoed.contains(&letter.id),
-            "{} was redelivered, not lost",
-            letter.id
-        );
-        let reason = attr(letter, "plexusdlqreason").unwrap();
-        assert!(reason.contains("after Some"), "{reason}");
+    let mut ids_by_source: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for e in &echo {
+        ids_by_source
+            .entry(attr(e, "echoof").unwrap())
+            .or_default()
+            .insert(e.id.clone());
     }
+    assert!(
+        ids_by_source.values().all(|ids| ids.len() == 1),
+        "every echo of one event has the same id"
+    );
+    assert_eq!(
+        echo.len() - ids_by_source.len(),
+        echo_counts.already_applied as usize,
+        "each duplicate is a redelivery of an event already applied"
+    );
+    assert_eq!(echo_counts.succeeded as usize, echo.len());
+    assert!(dlq.is_empty(), "nothing dead-lettered: {dlq:?}");
+    assert_eq!(echo_counts.dead_lettered_total(), 0);
 }

@@ -1,7 +1,16 @@
-//! The plugin's key-value store: shared by all its instances, separate from every other
-//! plugin's, entries optionally expiring. Writes take effect at once; use
-//! [`compare_and_swap`] (or [`update`]) to stay correct when instances race or an event is
-//! delivered twice.
+//! The plugin's key-value store: shared by all its instances (and, on the host's `redis`
+//! backend, by every process of the consumer group), separate from every other plugin's,
+//! entries optionally expiring.
+//!
+//! Transactional per event. What [`handle`](crate::Plugin::handle) writes is visible to the
+//! handler at once and to other events only after the event was handled successfully, when
+//! the host commits it with a record that the route applied the event; a failed handler's
+//! writes are dropped, so a retry starts from the committed state. An event delivered again
+//! after a crash whose writes were committed is not handled again (what it emitted is
+//! published again), so a counter counts each event once without remembering ids. What a
+//! handler read is checked at the commit: if a concurrent event changed it, this event is
+//! handled again on the new value, so [`update`] and [`increment`] never lose an update.
+//! `init` may read but not write.
 //!
 //! The store holds a plugin to its limits: a key of at most 1 KiB, a value of at most
 //! 1 MiB, and a namespace of at most `max_state_keys` keys and `max_state_bytes` of keys and
@@ -15,8 +24,9 @@ use std::time::Duration;
 
 pub use host::StateError;
 
-/// An unreachable store is worth another try later; a write over a limit is not (the event
-/// is rejected, so it reaches the dead-letter topic with the reason).
+/// An unreachable store is worth another try later (the host waits for the store and handles
+/// the event again, never dead-lettering it for that); a write over a limit is not (the
+/// event is rejected, so it reaches the dead-letter topic with the reason).
 impl From<StateError> for crate::HandleError {
     fn from(error: StateError) -> Self {
         match error {

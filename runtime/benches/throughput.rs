@@ -10,7 +10,7 @@
 use plexus::Shutdown;
 use plexus::config::Limits;
 use plexus::event::{Event, OutgoingEvent};
-use plexus::state::MemoryStateStore;
+use plexus::state::MemoryBackend;
 use plexus::testing::EmbeddedBroker;
 use plexus::testing::PlexusEngine;
 use plexus::testing::PluginContext;
@@ -75,6 +75,7 @@ fn measure(plugin: Arc<dyn Plugin>, input: &[Event]) -> f64 {
         concurrency: 1,
         retry: RetryPolicy::default(),
         dead_letter: "bench.dlq".into(),
+        state: MemoryBackend::shared(),
         commit_interval: Duration::from_millis(100),
         max_in_flight: 64 << 20,
     };
@@ -121,7 +122,7 @@ fn wasm(
     let context = PluginContext {
         name: name.into(),
         config,
-        state: MemoryStateStore::shared(),
+        state: MemoryBackend::shared(),
         limits: Limits::default(),
     };
     Arc::new(WasmPlugin::new(loaded, context))

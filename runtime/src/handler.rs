@@ -5,6 +5,7 @@
 
 use crate::event::{Event, OutgoingEvent};
 use crate::metrics::FailureKind;
+use crate::state::{Quota, Transaction};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -21,9 +22,11 @@ pub enum Outcome {
 
 /// One instance of a plugin, owned by one worker.
 pub trait Handler: Send {
-    /// Handles `event`. A handler recovers from its own failures (a trapped wasm instance
-    /// is replaced before the next call), so every call gets a working instance.
-    fn handle(&mut self, event: &Event) -> Outcome;
+    /// Handles `event`, reading and writing plugin state through `state` (the event's
+    /// transaction, committed or dropped by the caller). A handler recovers from its own
+    /// failures (a trapped wasm instance is replaced before the next call), so every call
+    /// gets a working instance.
+    fn handle(&mut self, event: &Event, state: &mut Transaction) -> Outcome;
 }
 
 /// A loaded plugin: makes handlers for the workers of every route that uses it.
@@ -34,6 +37,10 @@ pub trait Plugin: Send + Sync {
     fn version(&self) -> &str;
     /// A new, initialised handler.
     fn instantiate(&self) -> anyhow::Result<Box<dyn Handler>>;
+    /// How much the plugin's state namespace may hold.
+    fn state_quota(&self) -> Quota {
+        Quota::UNLIMITED
+    }
 }
 
 type HandleFn = dyn Fn(&Event) -> Outcome + Send + Sync;
@@ -73,7 +80,7 @@ impl Plugin for NativePlugin {
 struct NativeHandler(Arc<HandleFn>);
 
 impl Handler for NativeHandler {
-    fn handle(&mut self, event: &Event) -> Outcome {
+    fn handle(&mut self, event: &Event, _: &mut Transaction) -> Outcome {
         (self.0)(event)
     }
 }

@@ -44,16 +44,19 @@
 //!    [`Handler`].
 //! 3. **Crosses into Wasm** in `host`: `host::instance` calls the component's `handle` under
 //!    its time and memory limits (`host::deadline`, `host::store`); the plugin's calls back
-//!    into the host are `host::imports` (emit, state, log, config).
-//! 4. **Is committed**: what it emitted goes out through `dispatch::publish` to the broker's
-//!    [`broker::Sink`], and once everything at or below it is finished, `dispatch::tracker`
-//!    lets the route commit its offset to the source.
+//!    into the host are `host::imports` (emit, state, log, config); its state calls run in
+//!    a per-event [`state::Transaction`].
+//! 4. **Is committed**: its state writes, with the record that the route applied it, in the
+//!    worker's next group commit (`dispatch::group`; a delivery already applied is skipped by
+//!    `dispatch::applied`); then what it emitted goes out through `dispatch::publish` to the
+//!    broker's [`broker::Sink`], and once everything at or below it is finished,
+//!    `dispatch::tracker` lets the route commit its offset to the source.
 //!
 //! Around that path: [`config`] reads `plexus.toml`; `host::plugins` loads a config's plugins
 //! (for `run`, `check` and `test` alike); `runtime` wires a config into running routes and
 //! reconfigures them (`runtime::plan` computes what changes, `runtime::apply` does it);
 //! `supervise` is the run loop and `watch` the reload triggers; [`state`] holds plugin
-//! state; [`commands`] are the `plexus` subcommands.
+//! state (memory, a local redb file or Redis); [`commands`] are the `plexus` subcommands.
 
 mod attributes;
 mod bindings;
@@ -62,6 +65,7 @@ mod cloudevents;
 pub mod commands;
 pub mod config;
 mod dispatch;
+mod emitted;
 pub mod event;
 mod handler;
 mod host;
@@ -79,7 +83,7 @@ pub use shutdown::Shutdown;
 pub use supervise::{RunError, RunOptions, run, supervise};
 pub use watch::{ReloadReason, Reloads};
 
-/// The attribute for implementing [`state::StateStore`] (an async trait) outside this crate.
+/// The attribute for implementing [`state::StateBackend`] (an async trait) outside this crate.
 pub use async_trait::async_trait;
 
 #[cfg(feature = "testing")]

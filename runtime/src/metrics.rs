@@ -60,6 +60,13 @@ pub struct RouteMetrics {
     pub emitted: AtomicU64,
     /// Dead letters the broker refused whole, written without their payload.
     pub dead_letters_without_payload: AtomicU64,
+    /// Deliveries of events already applied to state: not handled again, what they emitted
+    /// published again.
+    pub already_applied: AtomicU64,
+    /// Events handled again because a key they read was written before their commit.
+    pub state_conflicts: AtomicU64,
+    /// Waits for an unreachable state store (the event is handled again after each).
+    pub state_waits: AtomicU64,
     /// Events written to the dead-letter topic, by reason.
     dead_lettered: Mutex<BTreeMap<FailureKind, u64>>,
 }
@@ -90,6 +97,9 @@ impl RouteMetrics {
             retried: self.retried.load(Ordering::Relaxed),
             emitted: self.emitted.load(Ordering::Relaxed),
             dead_letters_without_payload: self.dead_letters_without_payload.load(Ordering::Relaxed),
+            already_applied: self.already_applied.load(Ordering::Relaxed),
+            state_conflicts: self.state_conflicts.load(Ordering::Relaxed),
+            state_waits: self.state_waits.load(Ordering::Relaxed),
             unfinished: 0,
             dead_lettered: dead_lettered
                 .iter()
@@ -114,6 +124,12 @@ pub struct RouteSnapshot {
     pub emitted: u64,
     /// Dead letters written without their payload (the broker refused them whole).
     pub dead_letters_without_payload: u64,
+    /// Deliveries skipped because their event was applied to state already.
+    pub already_applied: u64,
+    /// Events handled again after a state conflict.
+    pub state_conflicts: u64,
+    /// Waits for an unreachable state store.
+    pub state_waits: u64,
     /// Events received and not finished when the route stopped (delivered again later).
     pub unfinished: u64,
     /// Dead letters by reason.

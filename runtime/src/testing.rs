@@ -10,6 +10,7 @@ pub use crate::host::instance::WasmPlugin;
 pub use crate::host::store::PluginContext;
 pub use crate::metrics::RouteMetrics;
 pub use crate::runtime::Runtime;
+pub use crate::state::conformance::conformance as state_conformance;
 
 /// The CloudEvents JSON format.
 pub mod cloudevents {

@@ -10,9 +10,11 @@
 //! - [`kafka`]: the real Kafka broker: topics, producing, reading back, running `plexus`.
 //! - [`oracle`]: the official CloudEvents SDKs (Python and Rust) as test oracles.
 
+pub mod counting;
 pub mod kafka;
 pub mod live;
 pub mod oracle;
+pub mod redis;
 
 use plexus::RunReport;
 use plexus::config::Config;

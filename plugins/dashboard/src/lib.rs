@@ -1,8 +1,9 @@
 //! Dashboard: counts validated and rejected orders and the validated revenue in the state
 //! store, and publishes the running totals as `shop.dashboard.v1` after every outcome.
 //!
-//! Counting is idempotent: each outcome's id is remembered (for a day) with
-//! compare-and-swap, so an event delivered twice is counted once.
+//! The host applies each delivery's state writes once (a redelivery after a crash is not
+//! handled again), and each outcome's id is remembered (for a day) with compare-and-swap, so
+//! an outcome published twice (the same event at two offsets) is counted once too.
 
 use plexus_sdk::{Config, Event, HandleError, Outgoing, Plugin, debug, emit, state};
 use serde::{Deserialize, Serialize};

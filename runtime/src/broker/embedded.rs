@@ -69,6 +69,7 @@ impl EmbeddedBroker {
             .fetch_add(existing as u64, Ordering::SeqCst);
         drop(logs);
         EmbeddedSource {
+            confirmed: Vec::new(),
             broker: self.clone(),
             cursors: vec![0; topic.partitions.len()],
             committed: vec![0; topic.partitions.len()],
@@ -213,6 +214,8 @@ pub struct EmbeddedSource {
     topic: Arc<Topic>,
     cursors: Vec<u64>,
     committed: Vec<u64>,
+    /// Positions committed since [`Source::confirmed`] last took them.
+    confirmed: Vec<(u32, u64)>,
     next_partition: usize,
     paused: bool,
 }
@@ -248,6 +251,10 @@ impl EmbeddedSource {
 }
 
 impl Source for EmbeddedSource {
+    fn confirmed(&mut self) -> Vec<(u32, u64)> {
+        std::mem::take(&mut self.confirmed)
+    }
+
     fn poll(&mut self, max: usize, timeout: Duration) -> Result<Poll, BrokerError> {
         let deadline = Instant::now() + timeout;
         if self.paused {
@@ -272,6 +279,7 @@ impl Source for EmbeddedSource {
     }
 
     fn commit(&mut self, positions: &[(u32, u64)]) -> Result<(), BrokerError> {
+        self.confirmed.extend_from_slice(positions);
         let mut finished = 0;
         for &(partition, next) in positions {
             let committed = &mut self.committed[partition as usize];

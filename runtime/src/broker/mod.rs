@@ -221,6 +221,12 @@ pub trait Source: Send {
     fn poll(&mut self, max: usize, timeout: Duration) -> Result<Poll, BrokerError>;
     /// Records that every offset below `next` in each `(partition, next)` is finished.
     fn commit(&mut self, positions: &[(u32, u64)]) -> Result<(), BrokerError>;
+    /// Positions the broker has confirmed as committed since the last call: what depends
+    /// on an event not being delivered again (its marker in the state store) may go. The
+    /// default confirms nothing.
+    fn confirmed(&mut self) -> Vec<(u32, u64)> {
+        Vec::new()
+    }
     /// Moves every read position back to the committed one, so what was read and not
     /// finished is delivered again (used when a stopped route is restarted).
     fn rewind(&mut self);

@@ -9,7 +9,7 @@ use crate::handler::Plugin;
 use crate::host::engine::PlexusEngine;
 use crate::host::plugins::{cache_dir, load_plugins};
 use crate::shutdown::Shutdown;
-use crate::state::MemoryStateStore;
+use crate::state::MemoryBackend;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -28,7 +28,7 @@ pub fn check(config_path: &Path, connect: Option<&Shutdown>) -> i32 {
         }
     };
     let mut errors = missing_inputs(&config);
-    let plugins = match load_plugins(&config, &engine, &MemoryStateStore::shared()) {
+    let plugins = match load_plugins(&config, &engine, &MemoryBackend::shared()) {
         Ok(plugins) => plugins,
         Err(ConfigErrors(mut more)) => {
             errors.append(&mut more);

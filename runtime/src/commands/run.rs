@@ -72,6 +72,21 @@ fn print_summary(report: &RunReport) {
                 counts.dead_letters_without_payload
             ));
         }
+        if counts.already_applied > 0 {
+            notes.push(format!(
+                "{} delivered again and not applied again (their state was committed; what they emitted was published again)",
+                counts.already_applied
+            ));
+        }
+        if counts.state_conflicts > 0 {
+            notes.push(format!(
+                "{} handled again after a state conflict",
+                counts.state_conflicts
+            ));
+        }
+        if counts.state_waits > 0 {
+            notes.push(format!("{} waits for the state store", counts.state_waits));
+        }
         if counts.unfinished > 0 {
             notes.push(format!(
                 "{} unfinished (uncommitted: delivered again on the next run)",

@@ -10,7 +10,7 @@ use crate::host::engine::PlexusEngine;
 use crate::host::instance::WasmPlugin;
 use crate::host::plugins::cache_dir;
 use crate::host::store::PluginContext;
-use crate::state::MemoryStateStore;
+use crate::state::{Marker, MemoryBackend, Overlay, Transaction};
 use serde_json::{Value, json};
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -52,9 +52,11 @@ fn run_test(options: TestOptions<'_>, out: &mut dyn Write) -> anyhow::Result<()>
     let context = PluginContext {
         name: name.as_str().into(),
         config: options.config,
-        state: MemoryStateStore::shared(),
+        state: MemoryBackend::shared(),
         limits: options.limits,
     };
+    let state = context.state.clone();
+    let quota = context.state_quota();
     let plugin = WasmPlugin::new(loaded, context);
     let mut handler = plugin.instantiate()?;
     let file = std::fs::File::open(options.events)
@@ -78,7 +80,19 @@ fn run_test(options: TestOptions<'_>, out: &mut dyn Write) -> anyhow::Result<()>
         };
         event.topic.clone_from(&options.topic);
         event.offset = index as u64;
-        let record = match handler.handle(&event) {
+        // Each event's state writes are committed before the next event, as in a route.
+        let mut txn = Transaction::begin(Overlay::default());
+        let outcome = handler.handle(&event, &mut txn);
+        if matches!(outcome, Outcome::Done(_)) {
+            let marker = Marker {
+                route: TEST_ROUTE.to_owned(),
+                partition: 0,
+                offset: event.offset,
+            };
+            let (_, commit) = txn.into_commit(marker, Vec::new());
+            state.commit(&name, quota, &[commit])?;
+        }
+        let record = match outcome {
             Outcome::Done(staged) => {
                 let context = EmitContext {
                     cause: &event,

@@ -10,6 +10,7 @@
 //! - [`units`]: validated values (durations, sizes, topic names, digests).
 //! - [`error`]: errors with file:line:col.
 //! - `validate`: the checks that span several tables (route → plugin, dead-letter loops).
+//! - `state`: `[state]` ([`StateConfig`]).
 //! - [`kafka_security`]: `[broker.tls]`, `[broker.sasl]`, `[broker.secrets]`.
 //! - [`secret`]: secrets from the environment or files, never shown.
 
@@ -18,11 +19,13 @@ pub mod kafka_security;
 mod plugin;
 mod route;
 pub mod secret;
+mod state;
 pub mod units;
 mod validate;
 
 pub use plugin::{Limits, PluginConfig};
 pub use route::{RetryConfig, RouteConfig};
+pub use state::{StateBackendKind, StateConfig};
 
 use self::error::{ConfigError, ConfigErrors, Locator};
 use self::kafka_security::{KafkaSecurity, SaslConfig, TlsConfig};
@@ -56,6 +59,9 @@ pub struct ConfigFile {
     /// `[runtime]`: process-wide settings.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// `[state]`: where plugin state lives.
+    #[serde(default)]
+    pub state: StateConfig,
     /// `[[inputs]]`: CloudEvents JSON-lines files fed into topics (embedded broker).
     #[serde(default)]
     pub inputs: Vec<Spanned<InputConfig>>,
@@ -239,6 +245,7 @@ impl Config {
         spec.broker.security =
             kafka_security::resolve(&spec.broker, base_dir, &locator).map_err(ConfigErrors)?;
         resolve_paths(&mut spec, base_dir);
+        spec.state.resolve(base_dir, file);
         Ok(Config {
             file: file.to_owned(),
             base_dir: base_dir.to_path_buf(),

@@ -14,6 +14,7 @@ const MIN_IN_FLIGHT: u64 = 1 << 20;
 pub(super) fn validate(spec: &ConfigFile, at: &Locator<'_>) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     check_broker(&spec.broker, at, &mut errors);
+    spec.state.check(at, &mut errors);
     let partitions = &spec.broker.partitions;
     if !(1..=MAX_PARTITIONS).contains(partitions.get_ref()) {
         errors.push(at.error(

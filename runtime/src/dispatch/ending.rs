@@ -8,6 +8,7 @@
 //! later are retried by the [`Publisher`]. So every event ends: published, or in the
 //! dead-letter topic.
 
+use super::applied::AppliedIndex;
 use super::budget::Hold;
 use super::deadletter::{Failure, without_payload};
 use super::publish::{Publisher, Refused};
@@ -27,6 +28,8 @@ pub(super) struct Route {
     pub tracker: Arc<OffsetTracker>,
     pub metrics: Arc<RouteMetrics>,
     pub publisher: Publisher,
+    /// Which deliveries were applied to state already.
+    pub applied: Arc<AppliedIndex>,
 }
 
 /// One event on its way to finished; dropping it unfinished (at shutdown) leaves the event

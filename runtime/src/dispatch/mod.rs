@@ -10,6 +10,8 @@
 //!
 //! # Layout
 //! - [`worker`]: one event through the plugin: handle, retry with backoff.
+//! - `group`: a worker's handled events waiting for their state commit.
+//! - `applied`: which deliveries were applied to state already (markers).
 //! - [`ending`]: how it ends: its emits published, or dead-lettered.
 //! - [`publish`]: publishing that ends (retries what may pass, reports what cannot).
 //! - [`budget`]: the bytes a route may hold unfinished.
@@ -17,9 +19,11 @@
 //! - [`retry`]: the backoff policy.
 //! - [`deadletter`]: dead-letter events and their headers.
 
+mod applied;
 pub mod budget;
 pub mod deadletter;
 mod ending;
+mod group;
 pub mod publish;
 pub mod retry;
 pub mod tracker;
@@ -30,7 +34,9 @@ use crate::event::key_hash;
 use crate::handler::PluginSlot;
 use crate::metrics::RouteMetrics;
 use crate::shutdown::Shutdown;
+use crate::state::StateBackend;
 use anyhow::Context as _;
+use applied::AppliedIndex;
 use budget::Budget;
 use crossbeam_channel::{SendTimeoutError, Sender, bounded};
 use publish::Publisher;
@@ -77,6 +83,8 @@ pub struct RouteSpec {
     pub retry: RetryPolicy,
     /// Where failed events go.
     pub dead_letter: String,
+    /// Where the plugin's state lives (and the route's markers of applied events).
+    pub state: Arc<dyn StateBackend>,
     /// The longest time between two commits while events flow.
     pub commit_interval: Duration,
     /// The most bytes of events (and what they emitted) the route holds unfinished before
@@ -151,9 +159,13 @@ pub fn start_route(
     let spec = Arc::new(spec);
     let tracker = Arc::new(OffsetTracker::default());
     let budget = Budget::new(spec.max_in_flight);
+    let applied = Arc::new(AppliedIndex::new(&spec.name, spec.state.clone()));
     let releasing = tracker.clone();
+    let forgetting = applied.clone();
     source.on_revoke(Box::new(move |partitions| {
-        releasing.release(partitions, REVOKE_DRAIN)
+        let positions = releasing.release(partitions, REVOKE_DRAIN);
+        forgetting.forget(partitions);
+        positions
     }));
     let (generation, plugin) = spec.plugin.current();
     let mut handlers = Vec::with_capacity(spec.concurrency);
@@ -173,6 +185,7 @@ pub fn start_route(
         tracker: tracker.clone(),
         metrics: metrics.clone(),
         publisher: publisher.clone(),
+        applied: applied.clone(),
     });
     let mut queues = Vec::with_capacity(spec.concurrency);
     let mut workers = Vec::with_capacity(spec.concurrency);
@@ -185,6 +198,7 @@ pub fn start_route(
             generation,
             handler,
             shutdown: stop.clone(),
+            group: Default::default(),
         };
         workers.push(
             std::thread::Builder::new()
@@ -202,6 +216,7 @@ pub fn start_route(
             let poller = Poller {
                 spec,
                 tracker,
+                applied,
                 budget,
                 metrics,
                 shutdown,
@@ -223,6 +238,7 @@ pub fn start_route(
 struct Poller {
     spec: Arc<RouteSpec>,
     tracker: Arc<OffsetTracker>,
+    applied: Arc<AppliedIndex>,
     budget: Arc<Budget>,
     metrics: Arc<RouteMetrics>,
     shutdown: Shutdown,
@@ -255,7 +271,7 @@ impl Poller {
                 self.poll(source.as_mut(), &queues)
             };
             if idle || last_commit.elapsed() >= spec.commit_interval {
-                commit(&spec.name, source.as_mut(), &self.tracker);
+                commit(&spec.name, source.as_mut(), &self.tracker, &self.applied);
                 last_commit = Instant::now();
             }
         }
@@ -269,7 +285,7 @@ impl Poller {
         publisher.sink().flush(STOP_FLUSH);
         // Nothing more will finish: a revoke while the source closes must not wait for it.
         self.tracker.stop_waiting();
-        commit(&spec.name, source.as_mut(), &self.tracker);
+        commit(&spec.name, source.as_mut(), &self.tracker, &self.applied);
         if let Err(error) = source.close() {
             tracing::warn!(route = %spec.name, %error, "final commit failed; the last events will be delivered again");
         }
@@ -403,13 +419,18 @@ impl Poller {
     }
 }
 
-fn commit(route: &str, source: &mut dyn Source, tracker: &OffsetTracker) {
+/// Commits the finished positions, and prunes the markers below positions the broker has
+/// confirmed (a marker is needed only while its event may be delivered again).
+fn commit(route: &str, source: &mut dyn Source, tracker: &OffsetTracker, applied: &AppliedIndex) {
     let positions = tracker.take_commits();
-    if positions.is_empty() {
-        return;
-    }
-    if let Err(error) = source.commit(&positions) {
+    if !positions.is_empty()
+        && let Err(error) = source.commit(&positions)
+    {
         tracing::warn!(route, %error, "commit failed; retrying with the next commit");
         tracker.retake_commits();
+    }
+    let confirmed = source.confirmed();
+    if !confirmed.is_empty() {
+        applied.prune(&confirmed);
     }
 }

@@ -1,17 +1,31 @@
 //! One worker of a route: owns a handler and takes each delivery it is given through the
-//! plugin (retrying in place), then hands the event to its [`Ending`]: publish what it
-//! emitted, or dead-letter it.
+//! plugin inside a state transaction (retrying in place), then lets it end: at once, or
+//! after its group's state commit (see [`super::group`]).
+//!
+//! The order for one event (ADR 14): handle → state commit (writes, the marker that the
+//! route applied the event, and what it emitted, atomically) → publish → finished in the
+//! tracker → source position committed → marker pruned. A delivery whose marker is there
+//! is not handled again: what it emitted is published again instead.
 
 use super::RouteSpec;
 use super::budget::Hold;
 use super::ending::{Ending, Route};
+use super::group::{Fate, Group, Waiting};
 use crate::broker::{Body, Delivery};
+use crate::emitted;
 use crate::event::{EmitContext, Event};
 use crate::handler::{Handler, Outcome, Plugin};
 use crate::metrics::{FailureKind, RouteMetrics};
 use crate::shutdown::Shutdown;
+use crate::state::{Marker, Stop};
 use crossbeam_channel::Receiver;
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// The first wait for an unreachable state store; it doubles up to [`MAX_STORE_WAIT`].
+const FIRST_STORE_WAIT: Duration = Duration::from_millis(100);
+const MAX_STORE_WAIT: Duration = Duration::from_secs(5);
 
 /// A delivery handed to a worker, with the bytes it holds on the route's budget.
 pub(super) struct Job {
@@ -27,20 +41,28 @@ pub(super) struct Worker {
     pub generation: u64,
     pub handler: Box<dyn Handler>,
     pub shutdown: Shutdown,
+    /// Handled events waiting for their state commit.
+    pub group: Group,
 }
 
 impl Worker {
     /// Handles batches until the queue closes, or until shutdown, after finishing the event
-    /// in hand (the rest are dropped unfinished, stay uncommitted and are delivered again).
+    /// in hand and committing its group (the rest are dropped unfinished, stay uncommitted
+    /// and are delivered again).
     pub fn run(mut self, inbox: Receiver<Vec<Job>>) {
         for batch in inbox {
             for job in batch {
                 if self.shutdown.is_triggered() {
+                    self.settle();
                     return;
                 }
                 self.follow_slot();
                 self.process(job);
+                if self.group.is_due() {
+                    self.settle();
+                }
             }
+            self.settle();
         }
     }
 
@@ -83,71 +105,215 @@ impl Worker {
                 let letter = failure.letter_for_undecodable(&record, &self.spec.dead_letter);
                 ending.dead_letter(FailureKind::Undecodable, letter);
             }
-            Body::Event(event) => self.handle(ending, event),
+            Body::Event(event) => match self.applied_before(&ending) {
+                None => {} // stopping: left unfinished
+                Some(Some(outbox)) => self.republish(ending, event, &outbox),
+                Some(None) => self.handle(ending, event),
+            },
         }
     }
 
+    /// What the delivery emitted when it was applied, if it was; `None` when stopping
+    /// while the store is unreachable.
+    fn applied_before(&mut self, ending: &Ending) -> Option<Option<Vec<u8>>> {
+        let mut waits = 0;
+        loop {
+            match self.route.applied.lookup(ending.partition, ending.offset) {
+                Ok(found) => return Some(found),
+                Err(error) => {
+                    if !self.wait_for_store(&error.to_string(), &mut waits) {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends a delivery of an event applied before: publishes again what it emitted then.
+    fn republish(&self, ending: Ending, cause: Arc<Event>, outbox: &[u8]) {
+        RouteMetrics::add(&self.route.metrics.already_applied, 1);
+        tracing::debug!(route = %self.spec.name, id = %cause.id, partition = ending.partition, offset = ending.offset, "already applied: not handled again");
+        match emitted::decode(outbox) {
+            Ok(emitted) if emitted.is_empty() => ending.succeeded(),
+            Ok(emitted) => {
+                let version = self.plugin.version().to_owned();
+                ending.publish(emitted, cause, version, 1);
+            }
+            Err(reason) => {
+                tracing::error!(route = %self.spec.name, id = %cause.id, %reason, "an event applied before cannot publish again what it emitted");
+                ending.succeeded();
+            }
+        }
+    }
+
+    /// Handles `event` until it succeeds, fails for good, or the route stops (then it is
+    /// left unfinished). A retry starts from the state as committed; a store that cannot be
+    /// reached is waited for, however long, without counting an attempt.
     fn handle(&mut self, ending: Ending, event: Arc<Event>) {
         let policy = self.spec.retry;
         let mut attempt = 1;
-        let mut current = event;
+        let mut current = event.clone();
+        let mut waits = 0;
         loop {
-            match self.handler.handle(&current) {
-                Outcome::Done(staged) if staged.is_empty() => return ending.succeeded(),
+            let mut txn = self.group.begin();
+            let outcome = self.handler.handle(&current, &mut txn);
+            if let Some(reason) = txn.unavailable().map(str::to_owned) {
+                self.group.restore(txn);
+                self.settle();
+                if !self.wait_for_store(&reason, &mut waits) {
+                    return;
+                }
+                continue;
+            }
+            let version = self.plugin.version().to_owned();
+            let fate = match outcome {
+                Outcome::Retry(reason) if attempt < policy.max_attempts => {
+                    self.group.restore(txn);
+                    RouteMetrics::add(&self.route.metrics.retried, 1);
+                    let wait = policy.backoff(attempt);
+                    tracing::debug!(route = %self.spec.name, id = %current.id, attempt, ?wait, %reason, "retrying");
+                    // Nothing waits for a commit while this worker sleeps.
+                    self.settle();
+                    if self.shutdown.wait_timeout(wait) {
+                        return;
+                    }
+                    attempt += 1;
+                    let mut next = (*current).clone();
+                    next.attempt = attempt;
+                    current = Arc::new(next);
+                    continue;
+                }
+                Outcome::Retry(reason) => Fate::DeadLetter {
+                    kind: FailureKind::RetriesExhausted,
+                    reason: format!("gave up after {attempt} attempts: {reason}"),
+                    event: current,
+                    version,
+                    attempts: attempt,
+                },
+                Outcome::Failed(kind, reason) => Fate::DeadLetter {
+                    kind,
+                    reason,
+                    event: current,
+                    version,
+                    attempts: attempt,
+                },
                 Outcome::Done(staged) => {
                     let context = EmitContext {
                         cause: &current,
                         route: &self.spec.name,
-                        handled_by: self.plugin.version(),
+                        handled_by: &version,
                     };
                     let emitted = staged
                         .into_iter()
                         .enumerate()
                         .map(|(index, out)| context.complete(index, out))
                         .collect();
-                    let version = self.plugin.version().to_owned();
-                    return ending.publish(emitted, current, version, attempt);
-                }
-                Outcome::Retry(reason) if attempt >= policy.max_attempts => {
-                    let reason = format!("gave up after {attempt} attempts: {reason}");
-                    return self.fail(
-                        ending,
-                        &current,
-                        FailureKind::RetriesExhausted,
-                        reason,
-                        attempt,
-                    );
-                }
-                Outcome::Retry(reason) => {
-                    RouteMetrics::add(&self.route.metrics.retried, 1);
-                    let wait = policy.backoff(attempt);
-                    tracing::debug!(route = %self.spec.name, id = %current.id, attempt, ?wait, %reason, "retrying");
-                    if self.shutdown.wait_timeout(wait) {
-                        return; // left unfinished: delivered again after restart
+                    Fate::Publish {
+                        emitted,
+                        cause: current,
+                        version,
+                        attempts: attempt,
                     }
-                    attempt += 1;
-                    let mut next = (*current).clone();
-                    next.attempt = attempt;
-                    current = Arc::new(next);
                 }
-                Outcome::Failed(kind, reason) => {
-                    return self.fail(ending, &current, kind, reason, attempt);
-                }
-            }
+            };
+            let marker = Marker {
+                route: self.spec.name.clone(),
+                partition: ending.partition,
+                offset: ending.offset,
+            };
+            let waiting = Waiting {
+                ending,
+                delivered: event,
+                fate,
+            };
+            self.group.add(waiting, txn, marker);
+            return;
         }
     }
 
-    fn fail(
-        &self,
-        ending: Ending,
-        event: &Event,
-        kind: FailureKind,
-        reason: String,
-        attempts: u32,
-    ) {
-        tracing::warn!(route = %self.spec.name, id = %event.id, version = %self.plugin.version(), kind = kind.as_str(), %reason, "dead-lettering event");
-        let failure = ending.failure(kind, reason, self.plugin.version(), attempts);
-        let letter = failure.letter_for(event, &self.spec.dead_letter);
-        ending.dead_letter(kind, letter);
+    /// Commits the group and ends its events; handles again, one by one and in order, those
+    /// a conflict sent back. Returns with the group empty (or abandoned, when stopping).
+    fn settle(&mut self) {
+        let mut again: VecDeque<Waiting> = VecDeque::new();
+        loop {
+            if !self.group.waiting.is_empty() {
+                let Some(rest) = self.commit_group() else {
+                    return;
+                };
+                for waiting in rest.into_iter().rev() {
+                    again.push_front(waiting);
+                }
+            }
+            if self.shutdown.is_triggered() {
+                return; // what is left is unfinished: delivered again
+            }
+            let Some(waiting) = again.pop_front() else {
+                return;
+            };
+            self.handle(waiting.ending, waiting.delivered);
+        }
+    }
+
+    /// Commits the group, ends the events that went through, and returns those to handle
+    /// again; `None` when stopping while the store is unreachable (all left unfinished).
+    fn commit_group(&mut self) -> Option<Vec<Waiting>> {
+        let store = self.spec.state.clone();
+        let quota = self.plugin.state_quota();
+        let mut waits = 0;
+        let committed = loop {
+            match store.commit(self.plugin.name(), quota, &self.group.commits) {
+                Ok(committed) => break committed,
+                Err(error) => {
+                    if !self.wait_for_store(&error.to_string(), &mut waits) {
+                        self.group.abandon();
+                        return None;
+                    }
+                }
+            }
+        };
+        if self.group.commits[..committed.applied]
+            .iter()
+            .any(|c| c.marker.is_some())
+        {
+            self.route.applied.wrote_markers();
+        }
+        let (done, rest) = self.group.split(committed.applied);
+        for waiting in done {
+            waiting.fate.end(waiting.ending);
+        }
+        let mut rest = rest.into_iter();
+        match committed.stop {
+            None => {}
+            Some(Stop::AlreadyApplied(outbox)) => {
+                // Someone else applied it: what this worker knew may be stale.
+                self.group.forget_all();
+                if let Some(first) = rest.next() {
+                    self.republish(first.ending, first.delivered, &outbox);
+                }
+            }
+            Some(Stop::Conflict(key)) => {
+                self.group.forget(&key);
+                RouteMetrics::add(&self.route.metrics.state_conflicts, 1);
+                tracing::debug!(route = %self.spec.name, %key, "state conflict: handling again on the committed value");
+            }
+            Some(Stop::OverQuota(reason)) => {
+                tracing::debug!(route = %self.spec.name, %reason, "over the state quota at commit: handling again");
+            }
+        }
+        Some(rest.collect())
+    }
+
+    /// Waits for an unreachable state store before the next try; whether to try again
+    /// (not when stopping).
+    fn wait_for_store(&self, reason: &str, waits: &mut u32) -> bool {
+        RouteMetrics::add(&self.route.metrics.state_waits, 1);
+        if (*waits).is_multiple_of(10) {
+            tracing::warn!(route = %self.spec.name, %reason, waits = *waits, "state store unavailable; the event waits for it (never dead-lettered for this)");
+        }
+        let wait = FIRST_STORE_WAIT
+            .saturating_mul(1 << (*waits).min(6))
+            .min(MAX_STORE_WAIT);
+        *waits += 1;
+        !self.shutdown.wait_timeout(wait)
     }
 }

@@ -88,8 +88,11 @@ fn to_wit(error: StateError) -> state::StateError {
 
 impl state::Host for HostState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, state::StateError> {
-        let plugin = &self.plugin;
-        plugin.state.get(&plugin.name, &key).await.map_err(to_wit)
+        let plugin = self.plugin.clone();
+        self.txn
+            .get(&plugin.namespace(), &key)
+            .await
+            .map_err(to_wit)
     }
 
     async fn set(
@@ -99,19 +102,17 @@ impl state::Host for HostState {
         ttl_millis: Option<u64>,
     ) -> Result<(), state::StateError> {
         let ttl = ttl_millis.map(Duration::from_millis);
-        let plugin = &self.plugin;
-        plugin
-            .state
-            .set(&plugin.name, plugin.state_quota(), &key, value, ttl)
+        let plugin = self.plugin.clone();
+        self.txn
+            .set(&plugin.namespace(), &key, value, ttl)
             .await
             .map_err(to_wit)
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, state::StateError> {
-        let plugin = &self.plugin;
-        plugin
-            .state
-            .delete(&plugin.name, &key)
+        let plugin = self.plugin.clone();
+        self.txn
+            .delete(&plugin.namespace(), &key)
             .await
             .map_err(to_wit)
     }
@@ -124,17 +125,9 @@ impl state::Host for HostState {
         ttl_millis: Option<u64>,
     ) -> Result<bool, state::StateError> {
         let ttl = ttl_millis.map(Duration::from_millis);
-        let plugin = &self.plugin;
-        plugin
-            .state
-            .compare_and_swap(
-                &plugin.name,
-                plugin.state_quota(),
-                &key,
-                expected.as_deref(),
-                new,
-                ttl,
-            )
+        let plugin = self.plugin.clone();
+        self.txn
+            .compare_and_swap(&plugin.namespace(), &key, expected.as_deref(), new, ttl)
             .await
             .map_err(to_wit)
     }

@@ -17,6 +17,7 @@ use crate::config::units::ByteSize;
 use crate::event::Event;
 use crate::handler::{Handler, Outcome, Plugin};
 use crate::metrics::FailureKind;
+use crate::state::{Quota, Transaction};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{Store, Trap};
@@ -98,6 +99,10 @@ impl Plugin for WasmPlugin {
         &self.loaded.version
     }
 
+    fn state_quota(&self) -> Quota {
+        self.context.state_quota()
+    }
+
     fn instantiate(&self) -> anyhow::Result<Box<dyn Handler>> {
         let live = self
             .live_instance()
@@ -121,7 +126,7 @@ pub struct WasmHandler {
 }
 
 impl Handler for WasmHandler {
-    fn handle(&mut self, event: &Event) -> Outcome {
+    fn handle(&mut self, event: &Event, txn: &mut Transaction) -> Outcome {
         let live = match self.live.take() {
             Some(live) => live,
             None => match self.plugin.live_instance() {
@@ -136,9 +141,11 @@ impl Handler for WasmHandler {
         };
         let Live { mut store, guest } = live;
         store.data_mut().begin_call();
+        std::mem::swap(&mut store.data_mut().txn, txn);
         let limit = self.plugin.context.limits.timeout.0;
         store.set_epoch_deadline(PlexusEngine::ticks_for(limit));
         let raced = deadline::run(limit, guest.handle(&mut store, event));
+        std::mem::swap(&mut store.data_mut().txn, txn);
         self.plugin.report_dropped_logs(&store, "handle");
         let outcome = match raced {
             Raced::Finished(Ok(Ok(()))) => Outcome::Done(store.data_mut().outbox.take()),

@@ -9,7 +9,7 @@ use super::store::PluginContext;
 use crate::config::error::{ConfigError, ConfigErrors};
 use crate::config::{Config, PluginConfig};
 use crate::handler::Plugin as _;
-use crate::state::StateStore;
+use crate::state::StateBackend;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,7 +47,7 @@ pub fn load_plugin(
     name: &str,
     plugin: &PluginConfig,
     engine: &PlexusEngine,
-    state: &Arc<dyn StateStore>,
+    state: &Arc<dyn StateBackend>,
 ) -> Result<Arc<WasmPlugin>, ConfigError> {
     let at = |message: String| {
         config.error_at(plugin.path.span(), format!("plugin `{name}`: {message}"))
@@ -72,7 +72,7 @@ pub fn load_plugin(
 pub fn load_plugins(
     config: &Config,
     engine: &PlexusEngine,
-    state: &Arc<dyn StateStore>,
+    state: &Arc<dyn StateBackend>,
 ) -> Result<BTreeMap<String, Arc<WasmPlugin>>, ConfigErrors> {
     let mut plugins = BTreeMap::new();
     let mut errors = Vec::new();

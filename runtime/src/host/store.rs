@@ -5,7 +5,8 @@
 use super::guest_output::{GuestOutput, LogBudget, Stream};
 use crate::config::Limits;
 use crate::event::OutgoingEvent;
-use crate::state::{Quota, StateStore};
+use crate::state::txn::Namespace;
+use crate::state::{Quota, StateBackend, Transaction};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::ResourceLimiter;
@@ -21,7 +22,7 @@ pub struct PluginContext {
     /// Its configuration entries: strings as they are, other TOML values as JSON.
     pub config: Vec<(String, String)>,
     /// The state store, namespaced by `name`.
-    pub state: Arc<dyn StateStore>,
+    pub state: Arc<dyn StateBackend>,
     /// What one instance and one event may use.
     pub limits: Limits,
 }
@@ -32,6 +33,15 @@ impl PluginContext {
         Quota {
             max_keys: self.limits.max_state_keys,
             max_bytes: self.limits.max_state_bytes.0,
+        }
+    }
+
+    /// The plugin's namespace in the state store.
+    pub fn namespace(&self) -> Namespace<'_> {
+        Namespace {
+            store: &*self.state,
+            name: &self.name,
+            quota: self.state_quota(),
         }
     }
 }
@@ -67,6 +77,8 @@ pub struct HostState {
     pub stderr: GuestOutput,
     /// Log bytes the call in progress may still write (shared with stdout and stderr).
     pub log_budget: Arc<LogBudget>,
+    /// The state transaction of the event being handled (a read-only one outside `handle`).
+    pub txn: Transaction,
 }
 
 impl HostState {
@@ -95,6 +107,7 @@ impl HostState {
             outbox: Outbox::default(),
             stderr,
             log_budget,
+            txn: Transaction::read_only(),
         }
     }
 

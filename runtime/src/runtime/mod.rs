@@ -14,6 +14,7 @@ pub mod plan;
 
 use crate::broker::edges::FileEdges;
 use crate::broker::{Broker, Source, check_connection};
+use crate::config::BrokerKind;
 use crate::config::{Config, PluginConfig, RouteConfig};
 use crate::dispatch::publish::Publisher;
 use crate::dispatch::retry::RetryPolicy;
@@ -23,7 +24,7 @@ use crate::host::engine::PlexusEngine;
 use crate::host::plugins::{cache_dir, load_plugins};
 use crate::metrics::{RouteMetrics, RouteSnapshot, RunReport};
 use crate::shutdown::Shutdown;
-use crate::state::{MemoryStateStore, StateStore};
+use crate::state::StateBackend;
 use anyhow::Context as _;
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -53,7 +54,7 @@ struct LiveRoute {
 pub struct Runtime {
     config: Config,
     engine: PlexusEngine,
-    state: Arc<dyn StateStore>,
+    state: Arc<dyn StateBackend>,
     broker: Broker,
     publisher: Publisher,
     shutdown: Shutdown,
@@ -70,7 +71,7 @@ impl Runtime {
     /// is exhausted or `shutdown` is set.
     pub fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Runtime> {
         let engine = PlexusEngine::new(cache_dir(Some(&config)))?;
-        let state = MemoryStateStore::shared();
+        let state = open_state(&config)?;
         let loaded = load_plugins(&config, &engine, &state).map_err(anyhow::Error::new)?;
         let plugins = config
             .spec
@@ -214,6 +215,7 @@ impl Runtime {
                 max_backoff: settings.retry.max_backoff.0,
             },
             dead_letter: settings.dead_letter_topic(name).to_string(),
+            state: self.state.clone(),
             commit_interval: COMMIT_INTERVAL,
             max_in_flight: settings.max_in_flight.0,
         };
@@ -314,4 +316,25 @@ impl Runtime {
         self.report.outputs = outputs;
         std::mem::take(&mut self.report)
     }
+}
+
+/// Opens the state store `config` chooses. On the embedded broker, whose positions do not
+/// outlive a run, durable state refuses inputs it was fed before and forgets the markers of
+/// an earlier run (they name positions this run does not share).
+fn open_state(config: &Config) -> anyhow::Result<Arc<dyn StateBackend>> {
+    let state = crate::state::open(&config.spec.state).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if *config.spec.broker.kind.get_ref() == BrokerKind::Embedded && state.durable() {
+        let inputs: Vec<&std::path::Path> = config
+            .spec
+            .inputs
+            .iter()
+            .map(|i| i.get_ref().file.as_path())
+            .collect();
+        crate::state::inputs::admit(&*state, &inputs).map_err(|e| anyhow::anyhow!("{e}"))?;
+        for route in config.spec.routes.keys() {
+            state.forget_route(route.get_ref())?;
+        }
+    }
+    tracing::info!(state = %state.describe(), "plugin state");
+    Ok(state)
 }

@@ -12,7 +12,12 @@ use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How often a source asks the group coordinator which positions it holds (see
+/// [`Source::confirmed`]), and how long it waits for the answer.
+const CONFIRM_INTERVAL: Duration = Duration::from_secs(5);
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl KafkaBroker {
     /// A source reading `topic` for `subscriber`, in consumer group `GROUP.SUBSCRIBER`.
@@ -39,6 +44,7 @@ impl KafkaBroker {
             topic: topic.to_owned(),
             paused: false,
             held_back: Vec::new(),
+            confirmed_at: Instant::now(),
         })
     }
 }
@@ -111,6 +117,8 @@ pub struct KafkaSource {
     /// assigned since), in the order read: handed out first once reading resumes. The
     /// consumer's position is already past them, so they must not be dropped.
     held_back: Vec<Delivery>,
+    /// When [`Source::confirmed`] last asked the group coordinator.
+    confirmed_at: Instant,
 }
 
 impl KafkaSource {
@@ -238,6 +246,26 @@ impl Source for KafkaSource {
             .expect("committed lock");
         committed.extend(positions.iter().copied());
         Ok(())
+    }
+
+    fn confirmed(&mut self) -> Vec<(u32, u64)> {
+        // Commits are asynchronous and librdkafka reports no result for them here: ask the
+        // group coordinator now and then what it holds.
+        if self.confirmed_at.elapsed() < CONFIRM_INTERVAL {
+            return Vec::new();
+        }
+        self.confirmed_at = Instant::now();
+        let Ok(committed) = self.consumer.committed(CONFIRM_TIMEOUT) else {
+            return Vec::new();
+        };
+        committed
+            .elements_for_topic(&self.topic)
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(next) => Some((e.partition() as u32, next as u64)),
+                _ => None,
+            })
+            .collect()
     }
 
     fn rewind(&mut self) {
