@@ -74,6 +74,40 @@ fn assert_all_emitted(out: &str, sent: &[Event]) -> usize {
     emitted.len()
 }
 
+/// A stream to count: its input topic (created with four partitions, holding the events
+/// sent), its output topic and consumer group, the events and the counts they make.
+struct Stream {
+    input: String,
+    out: String,
+    group: String,
+    sent: Vec<Event>,
+    expected: BTreeMap<String, i64>,
+}
+
+fn stream(name: &str) -> Stream {
+    let input = unique(&format!("{name}-in"));
+    create_topic(&input, 4);
+    let (sent, expected) = keyed_events(name, EVENTS, KEYS);
+    produce_events(&input, &sent);
+    Stream {
+        input,
+        out: unique(&format!("{name}-out")),
+        group: unique(name),
+        sent,
+        expected,
+    }
+}
+
+/// `[state]` settings for redis state under a fresh key prefix, and the prefix.
+fn redis_state() -> (String, String) {
+    let prefix = unique("plexus-test");
+    let state = format!(
+        "backend = \"redis\"\nurl = \"{}\"\nprefix = \"{prefix}\"",
+        redis::url()
+    );
+    (state, prefix)
+}
+
 /// Counts on Kafka with state configured by `state`, killing `plexus` ten times mid-stream
 /// and restarting it; then checks every count with `counts_now`.
 fn ten_sigkills(
@@ -82,14 +116,13 @@ fn ten_sigkills(
     state: &str,
     counts_now: impl FnOnce(&BTreeMap<String, i64>) -> BTreeMap<String, i64>,
 ) {
-    let (input, out, group) = (
-        unique(&format!("{name}-in")),
-        unique(&format!("{name}-out")),
-        unique(name),
-    );
-    create_topic(&input, 4);
-    let (sent, expected) = keyed_events(name, EVENTS, KEYS);
-    produce_events(&input, &sent);
+    let Stream {
+        input,
+        out,
+        group,
+        sent,
+        expected,
+    } = stream(name);
     // A static group member: a restarted process takes its partitions back at once.
     let broker = format!(
         "group = \"{group}\"\nidle_exit = \"8s\"\n[broker.properties]\n\"group.instance.id\" = \"{group}-member\""
@@ -155,11 +188,7 @@ fn local_state_counts_exactly_across_ten_sigkills() {
 fn redis_state_counts_exactly_across_ten_sigkills() {
     let _serial = serial();
     let scenario = Scenario::new();
-    let prefix = unique("plexus-test");
-    let state = format!(
-        "backend = \"redis\"\nurl = \"{}\"\nprefix = \"{prefix}\"",
-        redis::url()
-    );
+    let (state, prefix) = redis_state();
     ten_sigkills(&scenario, "redis", &state, |expected| {
         counts(expected, from_redis(&prefix))
     });
@@ -176,21 +205,16 @@ fn redis_state_counts_exactly_across_ten_sigkills() {
 fn redis_state_shared_by_two_processes_counts_exactly_when_one_is_killed() {
     let _serial = serial();
     let scenario = Scenario::new();
-    let (input, out, group, prefix) = (
-        unique("shared-in"),
-        unique("shared-out"),
-        unique("shared"),
-        unique("plexus-test"),
-    );
-    create_topic(&input, 4);
-    let (sent, expected) = keyed_events("d", EVENTS, KEYS);
-    produce_events(&input, &sent);
+    let Stream {
+        input,
+        out,
+        group,
+        sent,
+        expected,
+    } = stream("shared");
+    let (state, prefix) = redis_state();
     // The survivor waits out the dead member's session (10s) before it gets its partitions.
     let broker = format!("group = \"{group}\"\nidle_exit = \"20s\"");
-    let state = format!(
-        "backend = \"redis\"\nurl = \"{}\"\nprefix = \"{prefix}\"",
-        redis::url()
-    );
     let first = config(
         &scenario,
         "first.toml",
@@ -266,20 +290,15 @@ fn redis_state_shared_by_two_processes_counts_exactly_when_one_is_killed() {
 fn redis_server_killed_mid_stream_loses_no_count_and_dead_letters_nothing() {
     let _serial = serial();
     let scenario = Scenario::new();
-    let (input, out, group, prefix) = (
-        unique("outage-in"),
-        unique("outage-out"),
-        unique("outage"),
-        unique("plexus-test"),
-    );
-    create_topic(&input, 4);
-    let (sent, expected) = keyed_events("o", EVENTS, KEYS);
-    produce_events(&input, &sent);
+    let Stream {
+        input,
+        out,
+        group,
+        sent,
+        expected,
+    } = stream("outage");
+    let (state, prefix) = redis_state();
     let broker = format!("group = \"{group}\"\nidle_exit = \"10s\"");
-    let state = format!(
-        "backend = \"redis\"\nurl = \"{}\"\nprefix = \"{prefix}\"",
-        redis::url()
-    );
     let config = config(
         &scenario,
         "plexus.toml",

@@ -5,28 +5,18 @@
 
 use plexus::state::StateBackend;
 use plexus::state::local::LocalBackend;
-use plexus_tests::{Scenario, event_line, plexus_bin, plugins};
-use serde_json::json;
+use plexus::testing::cloudevents;
+use plexus_tests::counting::{counts, from_store, keyed_events};
+use plexus_tests::{Scenario, plexus_bin, plugins};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-/// `count` events over `keys` keys, ids starting with `prefix`.
+/// `count` events over `keys` keys as CloudEvents JSON lines, and the counts they make
+/// (see [`keyed_events`]).
 fn counted_events(prefix: &str, count: usize, keys: usize) -> (Vec<String>, BTreeMap<String, i64>) {
-    let mut expected = BTreeMap::new();
-    let lines = (0..count)
-        .map(|i| {
-            let key = format!("k{}", i % keys);
-            *expected.entry(key.clone()).or_insert(0) += 1;
-            event_line(
-                &format!("{prefix}-{i}"),
-                "test.count",
-                Some(&key),
-                json!({}),
-            )
-        })
-        .collect();
-    (lines, expected)
+    let (events, expected) = keyed_events(prefix, count, keys);
+    (events.iter().map(cloudevents::encode).collect(), expected)
 }
 
 /// A config counting `input` with the counter plugin on two workers, state in `state`.
@@ -47,30 +37,16 @@ fn counting_config(
     )
 }
 
-fn run(config: &Path) -> Output {
-    Command::new(plexus_bin())
+/// Runs `config` to its end and fails, with its log, unless it exits with `code`; the log.
+fn run(config: &Path, code: i32) -> String {
+    let output = Command::new(plexus_bin())
         .args(["run", "--no-watch", "--config"])
         .arg(config)
         .output()
-        .expect("run plexus")
-}
-
-/// The counts the counter plugin keeps, read from the store: `count/KEY` and `total`.
-fn counts(store: &dyn StateBackend, keys: impl Iterator<Item = String>) -> BTreeMap<String, i64> {
-    let read = |key: &str| -> i64 {
-        futures::executor::block_on(store.read("counter", key))
-            .unwrap()
-            .map_or(0, |s| String::from_utf8(s.value).unwrap().parse().unwrap())
-    };
-    keys.map(|k| (k.clone(), read(&format!("count/{k}"))))
-        .chain([("total".to_owned(), read("total"))])
-        .collect()
-}
-
-fn with_total(mut expected: BTreeMap<String, i64>) -> BTreeMap<String, i64> {
-    let total = expected.values().sum();
-    expected.insert("total".into(), total);
-    expected
+        .expect("run plexus");
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(code), "{log}");
+    log
 }
 
 #[test]
@@ -85,14 +61,12 @@ fn local_state_outlives_the_run_and_the_same_input_is_never_applied_twice() {
         &format!("path = \"{}\"", state.display()),
         "",
     );
-    let first = run(&config);
-    let log = String::from_utf8_lossy(&first.stderr);
-    assert_eq!(first.status.code(), Some(0), "{log}");
+    run(&config, 0);
     {
         let store = LocalBackend::open(&state).expect("the state file, after the run");
         assert_eq!(
-            counts(&store, expected.keys().cloned()),
-            with_total(expected.clone()),
+            counts(&expected, from_store(&store)),
+            expected.clone(),
             "every event counted once, though two workers write `total`"
         );
         let markers: usize = (0..4)
@@ -102,9 +76,7 @@ fn local_state_outlives_the_run_and_the_same_input_is_never_applied_twice() {
     }
 
     // The same input again would count every event twice: refused, state untouched.
-    let again = run(&config);
-    let log = String::from_utf8_lossy(&again.stderr);
-    assert_eq!(again.status.code(), Some(1), "{log}");
+    let log = run(&config, 1);
     assert!(
         log.contains("was already fed into the durable local state"),
         "{log}"
@@ -112,21 +84,12 @@ fn local_state_outlives_the_run_and_the_same_input_is_never_applied_twice() {
     // New events in the same file: counted on top.
     let (more, added) = counted_events("b", 200, 7);
     scenario.events("in.jsonl", &more);
-    let third = run(&config);
-    assert_eq!(
-        third.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&third.stderr)
-    );
+    run(&config, 0);
     for (key, n) in added {
         *expected.get_mut(&key).unwrap() += n;
     }
     let store = LocalBackend::open(&state).unwrap();
-    assert_eq!(
-        counts(&store, expected.keys().cloned()),
-        with_total(expected)
-    );
+    assert_eq!(counts(&expected, from_store(&store)), expected);
 }
 
 #[test]
@@ -148,13 +111,7 @@ fn memory_state_starts_empty_every_run_and_may_run_again() {
         );
     std::fs::write(&config, text).unwrap();
     for _ in 0..2 {
-        let output = run(&config);
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        run(&config, 0);
         let highest = scenario
             .output("out.jsonl")
             .json()
@@ -179,20 +136,14 @@ fn entries_with_a_ttl_expire_in_local_state() {
     let (lines, expected) = counted_events("t", 40, 4);
     let input = scenario.events("in.jsonl", &lines);
     let config = counting_config(&scenario, &input, "", ", ttl_ms = 1500");
-    let output = run(&config);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run(&config, 0);
     // The default path: `.plexus/NAME.state.redb` beside the config.
     let state = scenario.dir.path().join(".plexus/plexus.state.redb");
     let store = LocalBackend::open(&state).unwrap();
-    let now = counts(&store, expected.keys().cloned());
+    let now = counts(&expected, from_store(&store));
     assert_eq!(now["k0"], 10, "counted while alive: {now:?}");
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let later = counts(&store, expected.keys().cloned());
+    let later = counts(&expected, from_store(&store));
     assert!(
         later.iter().all(|(k, n)| k == "total" || *n == 0),
         "expired: {later:?}"
@@ -225,9 +176,7 @@ fn an_unreachable_redis_is_a_clear_error_at_start() {
         "backend = \"redis\"\nurl = \"redis://127.0.0.1:9/0\"",
         "",
     );
-    let output = run(&config);
-    let log = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{log}");
+    let log = run(&config, 1);
     assert!(
         log.contains("redis://127.0.0.1:9") && log.contains("is redis-server running there?"),
         "{log}"

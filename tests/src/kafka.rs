@@ -20,20 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// `scripts/kafka-up` starts or finds.
 pub fn bootstrap() -> &'static str {
     static ADDRESS: OnceLock<String> = OnceLock::new();
-    ADDRESS.get_or_init(|| {
-        if let Ok(address) = std::env::var("PLEXUS_KAFKA_BOOTSTRAP") {
-            return address;
-        }
-        let out = Command::new(crate::repo("scripts/kafka-up"))
-            .output()
-            .expect("scripts/kafka-up");
-        assert!(
-            out.status.success(),
-            "kafka-up failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    })
+    ADDRESS.get_or_init(|| crate::test_server("PLEXUS_KAFKA_BOOTSTRAP", "kafka-up"))
 }
 
 /// A name no other test run uses.

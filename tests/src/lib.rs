@@ -68,6 +68,26 @@ pub fn replace_file(path: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).expect("rename");
 }
 
+/// The address of a test server: `$VAR` when set (scripts/test starts the servers and sets
+/// it), else what [`start_server`] finds.
+pub fn test_server(var: &str, script: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| start_server(script))
+}
+
+/// Runs `scripts/SCRIPT`, which starts a test server (or finds it running) and prints its
+/// address; the address.
+pub fn start_server(script: &str) -> String {
+    let out = std::process::Command::new(repo(&format!("scripts/{script}")))
+        .output()
+        .unwrap_or_else(|e| panic!("scripts/{script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 /// The text of `examples/EXAMPLE/FILE`, rewired for a test: plugin paths to the built
 /// components, event files to the repository's, output files into the scenario directory,
 /// and the stdout output to `stdout_file`.

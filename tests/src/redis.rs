@@ -8,25 +8,13 @@ use std::sync::OnceLock;
 /// `scripts/redis-up` starts or finds.
 pub fn url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
-        if let Ok(url) = std::env::var("PLEXUS_REDIS_URL") {
-            return url;
-        }
-        up()
-    })
+    URL.get_or_init(|| crate::test_server("PLEXUS_REDIS_URL", "redis-up"))
 }
 
-/// Starts the server (or finds it running); its URL.
-pub fn up() -> String {
-    let out = Command::new(crate::repo("scripts/redis-up"))
-        .output()
-        .expect("scripts/redis-up");
-    assert!(
-        out.status.success(),
-        "redis-up failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+/// Starts the server again (after [`kill`]), with the port and directory the tests were
+/// started with.
+pub fn up() {
+    crate::start_server("redis-up");
 }
 
 /// Kills the server with SIGKILL (a crash: only what its append-only file holds survives).

@@ -291,14 +291,16 @@ impl Transaction {
         }
         let before = self.current(ns, key, false).await?.map(|v| v.len());
         let change = Usage::change(key, before, write.value().map(<[u8]>::len));
-        let usage = match self.usage {
-            Some(usage) => usage,
-            None => {
-                let usage = ns.store.usage(ns.name).await.map_err(|e| self.note(e))?;
-                *self.usage.insert(usage)
-            }
-        };
+        // Only a write that grows the namespace can pass its quota: the others need not ask
+        // the store how much it holds.
         if change.keys > 0 || change.bytes > 0 {
+            let usage = match self.usage {
+                Some(usage) => usage,
+                None => {
+                    let usage = ns.store.usage(ns.name).await.map_err(|e| self.note(e))?;
+                    *self.usage.insert(usage)
+                }
+            };
             ns.quota
                 .check(ns.name, usage + self.overlay.change + self.change + change)?;
         }
