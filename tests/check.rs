@@ -1,8 +1,7 @@
 //! `plexus check` refuses what is not a plugin of our world, with a clear error that names
 //! the config file, line and column; and accepts the examples.
 
-use plexus_tests::{Scenario, plexus_bin, plugins, repo};
-use std::process::Command;
+use plexus_tests::{Scenario, plexus_command, plugins, repo};
 
 struct Checked {
     code: i32,
@@ -13,7 +12,7 @@ struct Checked {
 fn check(config: &std::path::Path) -> Checked {
     // A cache of its own, never beside the config: the examples live in the repository.
     let cache = tempfile::tempdir().unwrap();
-    let out = Command::new(plexus_bin())
+    let out = plexus_command()
         .args(["check", "--config"])
         .arg(config)
         .env("PLEXUS_CACHE_DIR", cache.path())

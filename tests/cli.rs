@@ -2,7 +2,7 @@
 //! SIGTERM and reloaded by SIGHUP (signals belong to the binary), a config with nothing to
 //! run, and `test` on a plugin.
 
-use plexus_tests::{Scenario, event_line, example_config, plexus_bin, plugins};
+use plexus_tests::{Scenario, event_line, example_config, plexus_command, plugins};
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ fn run_prints_the_shop_notifications_and_exits_zero() {
     let scenario = Scenario::new();
     // The example's own text, so that its state lives in the scenario, not in the checkout.
     let config = scenario.file("plexus.toml", &example_config("shop", "plexus.toml", "-"));
-    let out = Command::new(plexus_bin())
+    let out = plexus_command()
         .args(["run", "--config"])
         .arg(&config)
         .env("PLEXUS_CACHE_DIR", scenario.dir.path())
@@ -39,7 +39,7 @@ fn sigterm_drains_commits_and_exits_zero() {
     let scenario = Scenario::new();
     // Enough slow events that the run is still busy when the signal arrives.
     let config = slow_config(&scenario, 2);
-    let child = Command::new(plexus_bin())
+    let child = plexus_command()
         .args(["run", "--config"])
         .arg(&config)
         .env("PLEXUS_CACHE_DIR", scenario.dir.path().join("cache"))
@@ -134,7 +134,7 @@ fn sighup_reloads_the_config_and_only_sighup_with_no_watch() {
     let scenario = Scenario::new();
     let config = slow_config(&scenario, 2);
     let log = scenario.dir.path().join("plexus.log");
-    let mut child = Command::new(plexus_bin())
+    let mut child = plexus_command()
         .args(["run", "--no-watch", "--config"])
         .arg(&config)
         .env("PLEXUS_CACHE_DIR", scenario.dir.path().join("cache"))
@@ -184,7 +184,7 @@ fn a_config_without_routes_is_refused_by_run_and_warned_about_by_check() {
         ),
     ] {
         let config = scenario.file(name, text);
-        let run = Command::new(plexus_bin())
+        let run = plexus_command()
             .args(["run", "--config"])
             .arg(&config)
             .output()
@@ -195,7 +195,7 @@ fn a_config_without_routes_is_refused_by_run_and_warned_about_by_check() {
             stderr.contains(&format!("error: {}: no routes", config.display())),
             "{name}: {stderr}"
         );
-        let check = Command::new(plexus_bin())
+        let check = plexus_command()
             .args(["check", "--config"])
             .arg(&config)
             .output()
@@ -221,7 +221,7 @@ fn test_command_prints_outcomes_and_emits() {
             "{not json".to_owned(),
         ],
     );
-    let out = Command::new(plexus_bin())
+    let out = plexus_command()
         .args(["test", plugins::MISBEHAVE, "--events"])
         .arg(&events)
         .args(["--set", "out=tested"])

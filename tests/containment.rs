@@ -6,7 +6,7 @@
 use plexus::Runtime;
 use plexus::Shutdown;
 use plexus::config::Config;
-use plexus_tests::{PeakRss, Scenario, attr, event_line, plexus_bin, plugins};
+use plexus_tests::{PeakRss, Scenario, attr, event_line, plexus_command, plugins};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -67,7 +67,7 @@ fn header(event: &plexus::event::Event, name: &str) -> String {
 
 /// Starts `plexus run` on `config`, stderr to `<config>.log`, with a cache in the scenario.
 fn spawn_run(scenario: &Scenario, config: &Path) -> Child {
-    Command::new(plexus_bin())
+    plexus_command()
         .args(["run", "--no-watch", "--config"])
         .arg(config)
         .env("PLEXUS_CACHE_DIR", scenario.dir.path().join("cache"))
@@ -159,7 +159,7 @@ fn check_of_a_plugin_whose_init_sleeps_ends_at_the_init_time_limit() {
         ", sleep_in_init_secs = 3600",
     );
     let started = Instant::now();
-    let out = Command::new(plexus_bin())
+    let out = plexus_command()
         .args(["check", "--config"])
         .arg(&config)
         .env("PLEXUS_CACHE_DIR", scenario.dir.path().join("cache"))

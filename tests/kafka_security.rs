@@ -10,10 +10,10 @@ use plexus_tests::kafka::{
     PLAIN_PASSWORD, SCRAM_PASSWORD, bootstrap, create_topic, produce_events, read, secured,
     spawn_plexus, terminate, unique, wait_exit,
 };
-use plexus_tests::{Scenario, attr, plexus_bin, plugins};
+use plexus_tests::{Scenario, attr, plexus_command, plugins};
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -79,7 +79,7 @@ fn bearer_token(expires_in: i64) -> String {
 
 /// Runs `plexus check --connect`; exit code, stdout, stderr.
 fn check_connect(config: &Path, env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(plexus_bin())
+    let out = plexus_command()
         .args(["check", "--connect", "--config"])
         .arg(config)
         .envs(env.iter().copied())
@@ -109,7 +109,7 @@ fn the_shop_chain_runs_over_sasl_ssl_with_scram_and_the_password_is_never_shown(
     let config = scenario.file("plexus.toml", &text);
     // librdkafka's debug lines (configuration, security, broker states) are logged too.
     let log_file = config.with_extension("log");
-    let mut plexus = Command::new(plexus_bin())
+    let mut plexus = plexus_command()
         .args(["run", "--no-watch", "--config"])
         .arg(&config)
         .env("PLEXUS_LOG", "info,librdkafka=debug")
@@ -260,7 +260,7 @@ fn mutual_tls_carries_events_and_every_sasl_mechanism_connects() {
 /// error line that names `address` and contains `cause`; returns how long it took.
 fn assert_fails_fast(config: &Path, address: &str, cause: &str, within: Duration) -> Duration {
     let started = Instant::now();
-    let out = Command::new(plexus_bin())
+    let out = plexus_command()
         .args(["run", "--no-watch", "--config"])
         .arg(config)
         .env("PLEXUS_CACHE_DIR", config.parent().unwrap().join("cache"))

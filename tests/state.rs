@@ -7,10 +7,9 @@ use plexus::state::StateBackend;
 use plexus::state::local::LocalBackend;
 use plexus::testing::cloudevents;
 use plexus_tests::counting::{counts, from_store, keyed_events};
-use plexus_tests::{Scenario, plexus_bin, plugins};
+use plexus_tests::{Scenario, plexus_command, plugins};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 /// `count` events over `keys` keys as CloudEvents JSON lines, and the counts they make
 /// (see [`keyed_events`]).
@@ -39,7 +38,7 @@ fn counting_config(
 
 /// Runs `config` to its end and fails, with its log, unless it exits with `code`; the log.
 fn run(config: &Path, code: i32) -> String {
-    let output = Command::new(plexus_bin())
+    let output = plexus_command()
         .args(["run", "--no-watch", "--config"])
         .arg(config)
         .output()

@@ -106,21 +106,43 @@ fn on_signals(shutdown: &Shutdown, reloads: Option<&Reloads>) -> std::io::Result
     Ok(())
 }
 
-fn main() {
-    tracing_subscriber::fmt()
+/// The log filter: `PLEXUS_LOG` (e.g. `debug`, `info,plexus=debug`), else info.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_env("PLEXUS_LOG").unwrap_or_else(|_| {
+        // rdkafka warns "Ignored event 'Error'" after handing each error to our context,
+        // which logs it already.
+        tracing_subscriber::EnvFilter::new("info,rdkafka::producer::base_producer=error")
+    })
+}
+
+/// Logs on stderr: text for people, or with `PLEXUS_LOG_FORMAT=json` one JSON object per
+/// line (`timestamp`, `level`, `target`, `message` and the event's fields at the top
+/// level: `route`, `plugin`, `event_id`, `correlation_id`, ...) for log pipelines.
+fn init_logging() {
+    let format = std::env::var("PLEXUS_LOG_FORMAT").unwrap_or_default();
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(colours_wanted())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PLEXUS_LOG")
-                // rdkafka warns "Ignored event 'Error'" after handing each error to our
-                // context, which logs it already.
-                .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new(
-                        "info,rdkafka::producer::base_producer=error",
-                    )
-                }),
-        )
-        .init();
+        .with_env_filter(log_filter());
+    match format.as_str() {
+        "json" => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+        _ => {
+            builder.with_ansi(colours_wanted()).init();
+            if !matches!(format.as_str(), "" | "text") {
+                tracing::warn!(
+                    "PLEXUS_LOG_FORMAT={format} is not a log format (json or text): logging text"
+                );
+            }
+        }
+    }
+}
+
+fn main() {
+    init_logging();
     let code = match Cli::parse().command {
         Command::Run { config, no_watch } => {
             let options = RunOptions {

@@ -1,8 +1,12 @@
-//! Per-route counters: what came in, how it ended, and why events were dead-lettered.
+//! Per-route counters: what came in, how it ended, and why events were dead-lettered; how
+//! long handling took; where the route stands on each partition. Workers and pollers bump
+//! them lock-free (the positions take a lock once a second); the run's summary and the admin
+//! server's `/metrics` read them.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Why an event went to a dead-letter topic; also the `plexusdlqkind` attribute's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -29,6 +33,19 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Every kind, in a stable order.
+    pub const ALL: [FailureKind; 9] = [
+        FailureKind::Rejected,
+        FailureKind::RetriesExhausted,
+        FailureKind::Trap,
+        FailureKind::Timeout,
+        FailureKind::MemoryLimit,
+        FailureKind::Undecodable,
+        FailureKind::Unavailable,
+        FailureKind::InvalidEmit,
+        FailureKind::PublishFailed,
+    ];
+
     /// The stable, kebab-case name used in headers and reports.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -67,8 +84,76 @@ pub struct RouteMetrics {
     pub state_conflicts: AtomicU64,
     /// Waits for an unreachable state store (the event is handled again after each).
     pub state_waits: AtomicU64,
+    /// State keys read by handled events (each key once per handling).
+    pub state_reads: AtomicU64,
+    /// State keys written or deleted by handled events.
+    pub state_writes: AtomicU64,
+    /// How long `handle` calls took.
+    pub handle_latency: Latency,
+    /// Whether the route's source has joined its broker (Kafka: a first assignment came).
+    pub assigned: AtomicBool,
     /// Events written to the dead-letter topic, by reason.
     dead_lettered: Mutex<BTreeMap<FailureKind, u64>>,
+    /// Committed position and end of each partition the route reads, as last measured.
+    positions: Mutex<BTreeMap<u32, PartitionPosition>>,
+}
+
+/// Where a route stands on one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionPosition {
+    /// The partition.
+    pub partition: u32,
+    /// The next offset the route will commit from (everything below is finished).
+    pub committed: u64,
+    /// The partition's end: the offset the next record appended will get.
+    pub end: u64,
+}
+
+impl PartitionPosition {
+    /// Records appended and not yet committed by the route.
+    pub fn lag(&self) -> u64 {
+        self.end.saturating_sub(self.committed)
+    }
+}
+
+/// Upper bounds, in seconds, of the buckets of [`Latency`]: 50 µs to 10 s, the range of a
+/// `handle` call (a few µs for a filter, up to a plugin's time limit).
+pub const LATENCY_BOUNDS: [f64; 16] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 10.0,
+];
+
+/// A histogram of durations with fixed buckets, bumped lock-free.
+#[derive(Debug, Default)]
+pub struct Latency {
+    /// Observations per bucket of [`LATENCY_BOUNDS`], then one for anything longer.
+    buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    /// The sum of all observations, in nanoseconds.
+    sum_nanos: AtomicU64,
+}
+
+impl Latency {
+    /// Counts one duration.
+    pub fn observe(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let bucket = LATENCY_BOUNDS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// The count per bucket (the last one unbounded) and the sum in seconds.
+    pub fn read(&self) -> (Vec<u64>, f64) {
+        let counts = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        (counts, self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9)
+    }
 }
 
 impl RouteMetrics {
@@ -87,6 +172,29 @@ impl RouteMetrics {
             .or_default() += 1;
     }
 
+    /// Replaces the measured positions with `positions` (those of partitions no longer
+    /// read are dropped).
+    pub fn set_positions(&self, positions: Vec<PartitionPosition>) {
+        *self.positions.lock().expect("positions lock") =
+            positions.into_iter().map(|p| (p.partition, p)).collect();
+    }
+
+    /// The positions as last measured, by partition.
+    pub fn positions(&self) -> Vec<PartitionPosition> {
+        self.positions
+            .lock()
+            .expect("positions lock")
+            .values()
+            .copied()
+            .collect()
+    }
+
+    /// Dead letters by reason, so far.
+    pub fn dead_lettered(&self) -> Vec<(FailureKind, u64)> {
+        let counts = self.dead_lettered.lock().expect("metrics lock");
+        counts.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
     /// A copy of the counters now.
     pub fn snapshot(&self) -> RouteSnapshot {
         let dead_lettered = self.dead_lettered.lock().expect("metrics lock");
@@ -100,6 +208,8 @@ impl RouteMetrics {
             already_applied: self.already_applied.load(Ordering::Relaxed),
             state_conflicts: self.state_conflicts.load(Ordering::Relaxed),
             state_waits: self.state_waits.load(Ordering::Relaxed),
+            state_reads: self.state_reads.load(Ordering::Relaxed),
+            state_writes: self.state_writes.load(Ordering::Relaxed),
             unfinished: 0,
             dead_lettered: dead_lettered
                 .iter()
@@ -130,6 +240,10 @@ pub struct RouteSnapshot {
     pub state_conflicts: u64,
     /// Waits for an unreachable state store.
     pub state_waits: u64,
+    /// State keys read.
+    pub state_reads: u64,
+    /// State keys written or deleted.
+    pub state_writes: u64,
     /// Events received and not finished when the route stopped (delivered again later).
     pub unfinished: u64,
     /// Dead letters by reason.

@@ -10,6 +10,7 @@ use crate::broker::kafka::connect::ConnectError;
 use crate::config::Config;
 use crate::config::error::ConfigErrors;
 use crate::metrics::RunReport;
+use crate::ops::Board;
 use crate::runtime::Runtime;
 use crate::shutdown::Shutdown;
 use crate::watch::{ReloadReason, Reloads, WatchSet, Watcher};
@@ -28,6 +29,9 @@ pub struct RunOptions {
     pub reloads: Reloads,
     /// Also reload when the config file or a plugin file it names changes.
     pub watch: bool,
+    /// Kept current with what runs (routes, plugins, counters), for an admin server or an
+    /// embedder to read.
+    pub board: Board,
 }
 
 /// Why a run ended without a report.
@@ -64,7 +68,7 @@ impl From<anyhow::Error> for RunError {
 
 /// `plexus run`: starts `config` and supervises it (see [`supervise`]).
 pub fn run(config: Config, options: RunOptions) -> Result<RunReport, RunError> {
-    let runtime = Runtime::start(config, options.shutdown.clone())?;
+    let runtime = Runtime::start_on(config, options.shutdown.clone(), options.board.clone())?;
     supervise(runtime, options)
 }
 

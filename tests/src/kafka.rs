@@ -253,7 +253,7 @@ fn read_records(topic: &str, expected: usize, timeout: Duration, until_quiet: bo
 /// Starts `plexus run --config <config>`, logging to `<config>.log`.
 pub fn spawn_plexus(config: &Path) -> Child {
     let log = std::fs::File::create(config.with_extension("log")).unwrap();
-    Command::new(crate::plexus_bin())
+    crate::plexus_command()
         .args(["run", "--no-watch", "--config"])
         .arg(config)
         .env("PLEXUS_CACHE_DIR", config.parent().unwrap().join("cache"))

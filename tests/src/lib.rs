@@ -6,10 +6,12 @@
 //! - [`Scenario`]: a config plus input files in a temporary directory, run in-process.
 //! - [`Topic`]: the events an output file received, with lookup helpers.
 //! - [`PeakRss`]: the peak resident memory of a child process, read from `/proc`.
+//! - [`admin`]: a running `plexus`'s admin server (metrics, health, status).
 //! - [`live`]: a runtime under live reload on the embedded broker (the hot-reload tests).
 //! - [`kafka`]: the real Kafka broker: topics, producing, reading back, running `plexus`.
 //! - [`oracle`]: the official CloudEvents SDKs (Python and Rust) as test oracles.
 
+pub mod admin;
 pub mod counting;
 pub mod kafka;
 pub mod live;
@@ -44,6 +46,14 @@ pub fn plexus_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// A `plexus` command whose admin server listens on a free port (`PLEXUS_ADMIN_LISTEN`), so
+/// runs side by side never fight over the default one.
+pub fn plexus_command() -> std::process::Command {
+    let mut command = std::process::Command::new(plexus_bin());
+    command.env("PLEXUS_ADMIN_LISTEN", "127.0.0.1:0");
+    command
 }
 
 /// The component at `path` with a custom section appended: the same behaviour, another

@@ -12,6 +12,7 @@
 
 use super::{Body, BrokerError, Completion, Delivery, Poll, Sink, Source, Undecodable};
 use crate::event::{Event, key_hash};
+use crate::metrics::PartitionPosition;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -118,6 +119,18 @@ impl EmbeddedBroker {
             .iter()
             .flat_map(|p| p.read().expect("log lock").clone())
             .collect()
+    }
+
+    /// Records in `topic` (0 if nothing was ever appended to it).
+    pub fn depth(&self, topic: &str) -> u64 {
+        let topics = self.0.topics.read().expect("topics lock");
+        topics.get(topic).map_or(0, |topic| {
+            topic
+                .partitions
+                .iter()
+                .map(|p| p.read().expect("log lock").len() as u64)
+                .sum()
+        })
     }
 
     /// Whether nothing can arrive any more: no input open and everything committed.
@@ -251,6 +264,22 @@ impl EmbeddedSource {
 }
 
 impl Source for EmbeddedSource {
+    fn positions(&mut self) -> Option<Vec<PartitionPosition>> {
+        let positions = self
+            .topic
+            .partitions
+            .iter()
+            .zip(&self.committed)
+            .enumerate()
+            .map(|(partition, (log, committed))| PartitionPosition {
+                partition: partition as u32,
+                committed: *committed,
+                end: log.read().expect("log lock").len() as u64,
+            })
+            .collect();
+        Some(positions)
+    }
+
     fn confirmed(&mut self) -> Vec<(u32, u64)> {
         std::mem::take(&mut self.confirmed)
     }

@@ -17,6 +17,7 @@ pub(crate) mod kafka;
 
 use crate::config::{BrokerConfig, BrokerKind, Config};
 use crate::event::{Event, Header};
+use crate::metrics::PartitionPosition;
 use crate::shutdown::Shutdown;
 use embedded::EmbeddedBroker;
 pub(crate) use embedded::InputGuard;
@@ -70,6 +71,22 @@ impl Broker {
         match self {
             Broker::Embedded(broker) => Some(broker),
             Broker::Kafka(_) => None,
+        }
+    }
+
+    /// Records kept in `topic` now (each broker question awaited up to `timeout`).
+    pub fn depth(&self, topic: &str, timeout: Duration) -> Result<u64, BrokerError> {
+        match self {
+            Broker::Embedded(broker) => Ok(broker.depth(topic)),
+            Broker::Kafka(broker) => broker.depth(topic, timeout),
+        }
+    }
+
+    /// `embedded` or `kafka`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Broker::Embedded(_) => "embedded",
+            Broker::Kafka(_) => "kafka",
         }
     }
 
@@ -237,6 +254,17 @@ pub trait Source: Send {
     /// Makes the last commit durable before the source is dropped.
     fn close(&mut self) -> Result<(), BrokerError> {
         Ok(())
+    }
+    /// Where the subscription stands on each partition it reads now: its committed position
+    /// and the partition's end. `None` when not measured this time (a source may measure
+    /// only now and then, when that asks the broker); the last measure then stands.
+    fn positions(&mut self) -> Option<Vec<PartitionPosition>> {
+        None
+    }
+    /// Whether the subscription has joined its broker and been given its share of the
+    /// partitions (possibly none, in a group with more members than partitions).
+    fn is_assigned(&self) -> bool {
+        true
     }
     /// Installs what to call when partitions are taken away (a consumer-group rebalance):
     /// the hook finishes what it holds of them and returns their commit positions, which

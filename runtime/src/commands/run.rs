@@ -4,8 +4,9 @@
 
 use super::{EXIT_INVALID, EXIT_PRODUCER_FATAL, EXIT_UNREACHABLE, load_config, print_errors};
 use crate::broker::kafka::connect::ConnectError;
-use crate::config::Config;
+use crate::config::{Config, Listen};
 use crate::metrics::RunReport;
+use crate::ops::{AdminServer, Board};
 use crate::supervise::{RunError, RunOptions, run as run_config};
 use std::path::Path;
 
@@ -19,6 +20,14 @@ pub fn run(config_path: &Path, options: RunOptions) -> i32 {
         eprintln!("error: {}: {nothing}", config.file);
         return EXIT_INVALID;
     }
+    // Started first, so probes are answered (not ready yet) while plugins load.
+    let _admin = match start_admin(&config, &options.board) {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return EXIT_INVALID;
+        }
+    };
     match run_config(config, options) {
         Ok(report) => {
             print_summary(&report);
@@ -48,6 +57,26 @@ pub fn run(config_path: &Path, options: RunOptions) -> i32 {
     }
 }
 
+/// The environment variable that overrides `[admin] listen`.
+pub const ADMIN_LISTEN_ENV: &str = "PLEXUS_ADMIN_LISTEN";
+
+/// Starts the admin server where `[admin] listen` (or [`ADMIN_LISTEN_ENV`]) says, if
+/// anywhere.
+fn start_admin(config: &Config, board: &Board) -> Result<Option<AdminServer>, String> {
+    let listen = match std::env::var(ADMIN_LISTEN_ENV) {
+        Ok(text) if !text.is_empty() => text
+            .parse::<Listen>()
+            .map_err(|e| format!("{ADMIN_LISTEN_ENV}: {e}"))?,
+        _ => config.spec.admin.listen.clone(),
+    };
+    let Listen::Address(address) = listen else {
+        return Ok(None);
+    };
+    let server = AdminServer::start(&address, board.clone()).map_err(|e| e.to_string())?;
+    tracing::info!(address = %server.address(), "admin server listening: /metrics /healthz /readyz /api/status");
+    Ok(Some(server))
+}
+
 /// Why `config` would run and do nothing, if it would: a run without routes reads no event.
 /// (The library accepts such a config, since a reload may add routes; a command line run of
 /// one is a mistake.)
@@ -57,8 +86,24 @@ pub(super) fn nothing_to_run(config: &Config) -> Option<&'static str> {
     )
 }
 
-/// One line per route and output on stderr, so stdout stays the outputs' own.
+/// One line per route and output on stderr, so stdout stays the outputs' own; with
+/// `PLEXUS_LOG_FORMAT=json`, one JSON log line with the whole report instead.
 fn print_summary(report: &RunReport) {
+    if std::env::var("PLEXUS_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        // Written directly, so the report is a JSON object and not a string inside one.
+        let timestamp = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let line = serde_json::json!({
+            "timestamp": timestamp,
+            "level": "INFO",
+            "message": "run summary",
+            "target": module_path!(),
+            "report": report,
+        });
+        eprintln!("{line}");
+        return;
+    }
     for (route, counts) in &report.routes {
         let dead: Vec<String> = counts
             .dead_lettered

@@ -11,9 +11,11 @@
 //! - [`error`]: errors with file:line:col.
 //! - `validate`: the checks that span several tables (route → plugin, dead-letter loops).
 //! - `state`: `[state]` ([`StateConfig`]).
+//! - `admin`: `[admin]` ([`AdminConfig`]).
 //! - [`kafka_security`]: `[broker.tls]`, `[broker.sasl]`, `[broker.secrets]`.
 //! - [`secret`]: secrets from the environment or files, never shown.
 
+mod admin;
 pub mod error;
 pub mod kafka_security;
 mod plugin;
@@ -23,6 +25,7 @@ mod state;
 pub mod units;
 mod validate;
 
+pub use admin::{AdminConfig, DEFAULT_LISTEN, Listen};
 pub use plugin::{Limits, PluginConfig};
 pub use route::{RetryConfig, RouteConfig};
 pub use state::{StateBackendKind, StateConfig};
@@ -62,6 +65,9 @@ pub struct ConfigFile {
     /// `[state]`: where plugin state lives.
     #[serde(default)]
     pub state: StateConfig,
+    /// `[admin]`: the admin server and the status line.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// `[[inputs]]`: CloudEvents JSON-lines files fed into topics (embedded broker).
     #[serde(default)]
     pub inputs: Vec<Spanned<InputConfig>>,

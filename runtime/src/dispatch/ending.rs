@@ -21,6 +21,8 @@ use std::sync::Arc;
 pub(super) struct Route {
     /// The route's name.
     pub name: String,
+    /// The same, shared with log lines written while an event is handled.
+    pub log_name: Arc<str>,
     /// The topic it reads.
     pub topic: String,
     /// Where its failed events go.
@@ -94,7 +96,7 @@ impl Ending {
                         "the broker refused what the plugin emitted (to {}): {reason}",
                         topics.join(", ")
                     );
-                    tracing::warn!(route = %self.route.name, id = %cause.id, %version, %reason, "dead-lettering event");
+                    tracing::warn!(route = %self.route.name, event_id = %cause.id, %version, %reason, "dead-lettering event");
                     let failure = self.failure(FailureKind::PublishFailed, reason, &version, attempts);
                     let letter = failure.letter_for(&cause, &self.route.dead_letter);
                     self.dead_letter(FailureKind::PublishFailed, letter);
@@ -115,7 +117,7 @@ impl Ending {
                     let Some(letter) = events.into_iter().next() else {
                         return;
                     };
-                    tracing::warn!(route = %self.route.name, id = %letter.id, %reason, size = letter.data().len(), "the dead letter was refused whole; writing it without its payload");
+                    tracing::warn!(route = %self.route.name, event_id = %letter.id, %reason, size = letter.data().len(), "the dead letter was refused whole; writing it without its payload");
                     let letter = without_payload(letter, &reason);
                     let publisher = self.route.publisher.clone();
                     publisher.publish_insisting(

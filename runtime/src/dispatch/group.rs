@@ -59,7 +59,7 @@ impl Fate {
                 version,
                 attempts,
             } => {
-                tracing::warn!(route = %ending.route.name, id = %event.id, %version, kind = kind.as_str(), %reason, "dead-lettering event");
+                tracing::warn!(route = %ending.route.name, event_id = %event.id, %version, kind = kind.as_str(), %reason, "dead-lettering event");
                 let failure = ending.failure(kind, reason, &version, attempts);
                 let letter = failure.letter_for(&event, &ending.route.dead_letter);
                 ending.dead_letter(kind, letter);

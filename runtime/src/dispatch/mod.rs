@@ -63,6 +63,8 @@ const SPENT_RECHECK: Duration = Duration::from_millis(5);
 const QUEUE_FULL_RECHECK: Duration = Duration::from_millis(50);
 /// How long revoked partitions may take to finish what was delivered of them.
 const REVOKE_DRAIN: Duration = Duration::from_secs(10);
+/// How often a route measures where it stands on its partitions (for the lag).
+const MEASURE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a stopping route waits for its published events to be acknowledged (what is
 /// not acknowledged by then stays uncommitted and is delivered again).
 const STOP_FLUSH: Duration = Duration::from_secs(5);
@@ -115,6 +117,11 @@ impl RunningRoute {
     /// commits what is finished.
     pub fn stop(&self) {
         self.stop.trigger();
+    }
+
+    /// The route's tracker of unfinished events.
+    pub fn tracker(&self) -> Arc<OffsetTracker> {
+        self.tracker.clone()
     }
 
     /// Events delivered to the route and not finished yet.
@@ -180,6 +187,7 @@ pub fn start_route(
     }
     let route = Arc::new(ending::Route {
         name: spec.name.clone(),
+        log_name: spec.name.as_str().into(),
         topic: spec.topic.clone(),
         dead_letter: spec.dead_letter.clone(),
         tracker: tracker.clone(),
@@ -264,7 +272,12 @@ impl Poller {
         // A source handed over by a stopped route (a restart) may have been left paused.
         source.set_paused(false);
         let mut last_commit = Instant::now();
+        let mut last_measure: Option<Instant> = None;
         while !self.shutdown.is_triggered() && !self.exhausted {
+            if last_measure.is_none_or(|at| at.elapsed() >= MEASURE_INTERVAL) {
+                self.measure(source.as_mut());
+                last_measure = Some(Instant::now());
+            }
             let idle = if self.wait_while_spent(source.as_mut()) {
                 true
             } else {
@@ -295,6 +308,16 @@ impl Poller {
         }
         tracing::info!(route = %spec.name, "route stopped");
         source
+    }
+
+    /// Records where the source stands, for the route's metrics.
+    fn measure(&self, source: &mut dyn Source) {
+        self.metrics
+            .assigned
+            .store(source.is_assigned(), std::sync::atomic::Ordering::Relaxed);
+        if let Some(positions) = source.positions() {
+            self.metrics.set_positions(positions);
+        }
     }
 
     /// Polls once and dispatches what came; whether nothing came.

@@ -15,13 +15,14 @@ use crate::broker::{Body, Delivery};
 use crate::emitted;
 use crate::event::{EmitContext, Event};
 use crate::handler::{Handler, Outcome, Plugin};
+use crate::log_context;
 use crate::metrics::{FailureKind, RouteMetrics};
 use crate::shutdown::Shutdown;
 use crate::state::{Marker, Stop};
 use crossbeam_channel::Receiver;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The first wait for an unreachable state store; it doubles up to [`MAX_STORE_WAIT`].
 const FIRST_STORE_WAIT: Duration = Duration::from_millis(100);
@@ -132,7 +133,7 @@ impl Worker {
     /// Ends a delivery of an event applied before: publishes again what it emitted then.
     fn republish(&self, ending: Ending, cause: Arc<Event>, outbox: &[u8]) {
         RouteMetrics::add(&self.route.metrics.already_applied, 1);
-        tracing::debug!(route = %self.spec.name, id = %cause.id, partition = ending.partition, offset = ending.offset, "already applied: not handled again");
+        tracing::debug!(route = %self.spec.name, event_id = %cause.id, partition = ending.partition, offset = ending.offset, "already applied: not handled again");
         match emitted::decode(outbox) {
             Ok(emitted) if emitted.is_empty() => ending.succeeded(),
             Ok(emitted) => {
@@ -140,7 +141,7 @@ impl Worker {
                 ending.publish(emitted, cause, version, 1);
             }
             Err(reason) => {
-                tracing::error!(route = %self.spec.name, id = %cause.id, %reason, "an event applied before cannot publish again what it emitted");
+                tracing::error!(route = %self.spec.name, event_id = %cause.id, %reason, "an event applied before cannot publish again what it emitted");
                 ending.succeeded();
             }
         }
@@ -156,7 +157,15 @@ impl Worker {
         let mut waits = 0;
         loop {
             let mut txn = self.group.begin();
+            let started = Instant::now();
+            let logging = log_context::enter(&self.route.log_name, &current);
             let outcome = self.handler.handle(&current, &mut txn);
+            drop(logging);
+            let metrics = &self.route.metrics;
+            metrics.handle_latency.observe(started.elapsed());
+            let (reads, writes) = txn.operations();
+            RouteMetrics::add(&metrics.state_reads, reads as u64);
+            RouteMetrics::add(&metrics.state_writes, writes as u64);
             if let Some(reason) = txn.unavailable().map(str::to_owned) {
                 self.group.restore(txn);
                 self.settle();
@@ -171,7 +180,7 @@ impl Worker {
                     self.group.restore(txn);
                     RouteMetrics::add(&self.route.metrics.retried, 1);
                     let wait = policy.backoff(attempt);
-                    tracing::debug!(route = %self.spec.name, id = %current.id, attempt, ?wait, %reason, "retrying");
+                    tracing::debug!(route = %self.spec.name, event_id = %current.id, attempt, ?wait, %reason, "retrying");
                     // Nothing waits for a commit while this worker sleeps.
                     self.settle();
                     if self.shutdown.wait_timeout(wait) {

@@ -3,9 +3,11 @@
 //! (a Rust panic message, typically). What a plugin writes to the log in one call, through
 //! these streams or the `log` import, is held to its [`LogBudget`].
 
+use crate::log_context::plugin_event;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use tracing::Level;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
@@ -124,8 +126,8 @@ impl GuestOutput {
                 let text = String::from_utf8_lossy(&line);
                 let text = text.trim_end();
                 match self.stream {
-                    Stream::Stdout => tracing::debug!(plugin = %self.plugin, "stdout: {text}"),
-                    Stream::Stderr => tracing::warn!(plugin = %self.plugin, "stderr: {text}"),
+                    Stream::Stdout => plugin_event!(Level::DEBUG, self.plugin, "stdout: {text}"),
+                    Stream::Stderr => plugin_event!(Level::WARN, self.plugin, "stderr: {text}"),
                 }
             }
             if self.stream == Stream::Stderr {

@@ -7,8 +7,10 @@ use crate::attributes::check_extension_name;
 use crate::bindings::plexus::plugin::{clock, config, emitter, log, state, types};
 use crate::config::units::{ByteSize, TopicName};
 use crate::event::{OutgoingEvent, now_millis, outgoing_size};
+use crate::log_context::plugin_event;
 use crate::state::StateError;
 use std::time::Duration;
+use tracing::Level;
 
 impl types::Host for HostState {}
 
@@ -19,11 +21,11 @@ impl log::Host for HostState {
         }
         let plugin = &*self.plugin.name;
         match level {
-            log::Level::Trace => tracing::trace!(plugin, "{message}"),
-            log::Level::Debug => tracing::debug!(plugin, "{message}"),
-            log::Level::Info => tracing::info!(plugin, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin, "{message}"),
-            log::Level::Error => tracing::error!(plugin, "{message}"),
+            log::Level::Trace => plugin_event!(Level::TRACE, plugin, "{message}"),
+            log::Level::Debug => plugin_event!(Level::DEBUG, plugin, "{message}"),
+            log::Level::Info => plugin_event!(Level::INFO, plugin, "{message}"),
+            log::Level::Warn => plugin_event!(Level::WARN, plugin, "{message}"),
+            log::Level::Error => plugin_event!(Level::ERROR, plugin, "{message}"),
         }
     }
 }

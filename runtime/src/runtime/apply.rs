@@ -43,6 +43,12 @@ impl Runtime {
     /// checked and initialised first; if any fails, nothing changes and the errors are
     /// returned. Broker settings, inputs and outputs are not changed by a reload.
     pub fn apply(&mut self, new: Config) -> Result<Changes, ConfigErrors> {
+        let result = self.apply_config(new);
+        self.post_board();
+        result
+    }
+
+    fn apply_config(&mut self, new: Config) -> Result<Changes, ConfigErrors> {
         let started = Instant::now();
         let plan = match diff(&self.in_service(), &new) {
             Ok(plan) => plan,
@@ -114,6 +120,7 @@ impl Runtime {
     /// Counts a reload refused before [`Runtime::apply`] (the config did not parse).
     pub fn refuse(&mut self) {
         self.report.reloads_refused += 1;
+        self.post_board();
     }
 
     /// What [`diff`] compares a new config with.

@@ -23,6 +23,7 @@ use crate::handler::PluginSlot;
 use crate::host::engine::PlexusEngine;
 use crate::host::plugins::{cache_dir, load_plugins};
 use crate::metrics::{RouteMetrics, RouteSnapshot, RunReport};
+use crate::ops::board::{Board, Phase, PluginView, RouteView, View};
 use crate::shutdown::Shutdown;
 use crate::state::StateBackend;
 use anyhow::Context as _;
@@ -64,12 +65,22 @@ pub struct Runtime {
     report: RunReport,
     /// Events received by all routes so far, and when that number last moved.
     progress: Cell<(u64, Instant)>,
+    /// What operators see of this run.
+    board: Board,
+    /// The thread measuring dead-letter depths and logging the status line.
+    sampler: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Runtime {
     /// Loads the plugins of `config` and starts everything. Routes stop when their input
     /// is exhausted or `shutdown` is set.
     pub fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Runtime> {
+        Runtime::start_on(config, shutdown, Board::new())
+    }
+
+    /// [`Runtime::start`], keeping `board` current with what runs (for an admin server
+    /// started before, so it answers while plugins load).
+    pub fn start_on(config: Config, shutdown: Shutdown, board: Board) -> anyhow::Result<Runtime> {
         let engine = PlexusEngine::new(cache_dir(Some(&config)))?;
         let state = open_state(&config)?;
         let loaded = load_plugins(&config, &engine, &state).map_err(anyhow::Error::new)?;
@@ -101,12 +112,23 @@ impl Runtime {
             edges: FileEdges::default(),
             report: RunReport::default(),
             progress: Cell::new((0, Instant::now())),
+            board,
+            sampler: None,
             config,
         };
         if let Err(error) = runtime.start_pipelines() {
             runtime.stop();
             return Err(error);
         }
+        runtime.post_board();
+        runtime.board.set_phase(Phase::Running);
+        let status_every = runtime.config.spec.admin.status_interval.0;
+        runtime.sampler = Some(crate::ops::sampler::spawn(
+            runtime.broker.clone(),
+            runtime.board.clone(),
+            runtime.shutdown.clone(),
+            (!status_every.is_zero()).then_some(status_every),
+        )?);
         Ok(runtime)
     }
 
@@ -114,6 +136,50 @@ impl Runtime {
     #[cfg(feature = "testing")]
     pub(crate) fn broker(&self) -> &Broker {
         &self.broker
+    }
+
+    /// What operators see of this run: kept current as routes and plugins change.
+    pub fn board(&self) -> &Board {
+        &self.board
+    }
+
+    /// Posts the routes and plugins in service now to the board.
+    pub(crate) fn post_board(&self) {
+        let routes = self
+            .routes
+            .iter()
+            .map(|(name, live)| {
+                let view = RouteView {
+                    topic: live.settings.topic.to_string(),
+                    types: live.settings.types.as_ref().map(|t| t.to_vec()),
+                    plugin: live.settings.plugin.get_ref().clone(),
+                    dead_letter: live.settings.dead_letter_topic(name).to_string(),
+                    metrics: live.metrics.clone(),
+                    tracker: live.running.tracker(),
+                };
+                (name.clone(), view)
+            })
+            .collect();
+        let plugins = self
+            .plugins
+            .iter()
+            .map(|(name, live)| {
+                let view = PluginView {
+                    version: live.slot.current().1.version().to_owned(),
+                    path: live.settings.path.get_ref().display().to_string(),
+                };
+                (name.clone(), view)
+            })
+            .collect();
+        self.board.post(View {
+            broker: self.broker.kind().to_owned(),
+            routes,
+            plugins,
+            reloads_applied: self.report.reloads_applied,
+            reloads_refused: self.report.reloads_refused,
+            plugin_swaps: self.report.plugin_swaps,
+            publisher: Some(self.publisher.clone()),
+        });
     }
 
     /// The config in service.
@@ -296,6 +362,7 @@ impl Runtime {
     /// Stops every route (each drains and commits), then the inputs and outputs; returns
     /// what the run did.
     pub fn stop(mut self) -> RunReport {
+        self.board.set_phase(Phase::Draining);
         self.shutdown.trigger();
         let names: Vec<String> = self.routes.keys().cloned().collect();
         for live in self.routes.values() {
@@ -314,6 +381,13 @@ impl Runtime {
         let (inputs, outputs) = std::mem::take(&mut self.edges).stop();
         self.report.inputs = inputs;
         self.report.outputs = outputs;
+        if let Some(sampler) = self.sampler.take()
+            && sampler.join().is_err()
+        {
+            tracing::error!("the sampler thread panicked");
+        }
+        self.board.post(View::default());
+        self.board.set_phase(Phase::Stopped);
         std::mem::take(&mut self.report)
     }
 }

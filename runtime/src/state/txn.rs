@@ -175,6 +175,11 @@ impl Transaction {
         self.writes.is_empty() && !self.reads.values().any(|r| r.validate)
     }
 
+    /// Keys read and keys written (or deleted) so far.
+    pub fn operations(&self) -> (usize, usize) {
+        (self.reads.len(), self.writes.len())
+    }
+
     /// Whether the event wrote state.
     pub fn has_writes(&self) -> bool {
         !self.writes.is_empty()

@@ -107,6 +107,32 @@ impl KafkaBroker {
     }
 }
 
+impl KafkaBroker {
+    /// Records kept in `topic`: the sum over its partitions of end minus start, asked of
+    /// the partition leaders (each answer awaited up to `timeout`).
+    pub fn depth(&self, topic: &str, timeout: Duration) -> Result<u64, BrokerError> {
+        use rdkafka::producer::Producer as _;
+        let client = self.producer.client();
+        let metadata = client
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(broker_error)?;
+        let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            return Ok(0);
+        };
+        if found.error().is_some() {
+            return Ok(0); // not created yet: nothing in it
+        }
+        let mut records = 0;
+        for partition in found.partitions() {
+            let (low, high) = client
+                .fetch_watermarks(topic, partition.id(), timeout)
+                .map_err(broker_error)?;
+            records += (high - low).max(0) as u64;
+        }
+        Ok(records)
+    }
+}
+
 /// Answers librdkafka's requests for a fresh OAUTHBEARER token from the client's source.
 macro_rules! bearer_tokens {
     () => {

@@ -7,10 +7,12 @@ use super::roles::Role;
 use super::{KafkaBroker, bearer_tokens, broker_error, client_config};
 use crate::broker::{Body, BrokerError, Delivery, Poll, RevokeHook, Source, Undecodable};
 use crate::event::Header;
+use crate::metrics::PartitionPosition;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,11 @@ use std::time::{Duration, Instant};
 /// [`Source::confirmed`]), and how long it waits for the answer.
 const CONFIRM_INTERVAL: Duration = Duration::from_secs(5);
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a source asks the partition leaders for the ends of its partitions (for the
+/// lag), and how long it waits for each answer. The client's own idea of the end is not
+/// used: it is not refreshed while a partition is paused, which is when lag matters most.
+const POSITIONS_INTERVAL: Duration = Duration::from_secs(5);
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl KafkaBroker {
     /// A source reading `topic` for `subscriber`, in consumer group `GROUP.SUBSCRIBER`.
@@ -35,6 +42,7 @@ impl KafkaBroker {
             topic: topic.to_owned(),
             hook: Mutex::new(None),
             committed: Mutex::new(BTreeMap::new()),
+            assigned: AtomicBool::new(false),
         };
         let consumer: BaseConsumer<SourceContext> =
             config.create_with_context(context).map_err(broker_error)?;
@@ -45,6 +53,8 @@ impl KafkaBroker {
             paused: false,
             held_back: Vec::new(),
             confirmed_at: Instant::now(),
+            group_committed: BTreeMap::new(),
+            measured_at: None,
         })
     }
 }
@@ -55,6 +65,8 @@ struct SourceContext {
     hook: Mutex<Option<RevokeHook>>,
     /// The last position committed per partition still owned, for the final commit.
     committed: Mutex<BTreeMap<u32, u64>>,
+    /// Whether the group has assigned this consumer its partitions once.
+    assigned: AtomicBool,
 }
 
 impl ClientContext for SourceContext {
@@ -70,6 +82,7 @@ impl ConsumerContext for SourceContext {
                 .map(|e| e.partition())
                 .collect();
             tracing::info!(topic = %self.topic, ?partitions, "partitions assigned");
+            self.assigned.store(true, Ordering::Relaxed);
         }
     }
 
@@ -119,6 +132,10 @@ pub struct KafkaSource {
     held_back: Vec<Delivery>,
     /// When [`Source::confirmed`] last asked the group coordinator.
     confirmed_at: Instant,
+    /// What the group coordinator last said it holds, per partition.
+    group_committed: BTreeMap<u32, u64>,
+    /// When [`Source::positions`] last measured.
+    measured_at: Option<Instant>,
 }
 
 impl KafkaSource {
@@ -258,14 +275,60 @@ impl Source for KafkaSource {
         let Ok(committed) = self.consumer.committed(CONFIRM_TIMEOUT) else {
             return Vec::new();
         };
-        committed
+        let confirmed: Vec<(u32, u64)> = committed
             .elements_for_topic(&self.topic)
             .iter()
             .filter_map(|e| match e.offset() {
                 Offset::Offset(next) => Some((e.partition() as u32, next as u64)),
                 _ => None,
             })
-            .collect()
+            .collect();
+        self.group_committed.extend(confirmed.iter().copied());
+        confirmed
+    }
+
+    fn positions(&mut self) -> Option<Vec<PartitionPosition>> {
+        if self
+            .measured_at
+            .is_some_and(|at| at.elapsed() < POSITIONS_INTERVAL)
+        {
+            return None;
+        }
+        self.measured_at = Some(Instant::now());
+        let assigned = self.consumer.assignment().ok()?;
+        let committed = self
+            .consumer
+            .context()
+            .committed
+            .lock()
+            .expect("committed lock")
+            .clone();
+        let mut positions = Vec::new();
+        for element in assigned.elements_for_topic(&self.topic) {
+            let partition = element.partition();
+            // One unanswered question is enough: an outage must not hold the poller long.
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(&self.topic, partition, WATERMARK_TIMEOUT)
+                .ok()?;
+            let partition = partition as u32;
+            // Nothing committed yet: the group starts from the earliest record kept.
+            let committed = committed
+                .get(&partition)
+                .or_else(|| self.group_committed.get(&partition))
+                .copied()
+                .unwrap_or(low.max(0) as u64);
+            positions.push(PartitionPosition {
+                partition,
+                committed,
+                end: high.max(0) as u64,
+            });
+        }
+        Some(positions)
+    }
+
+    fn is_assigned(&self) -> bool {
+        self.consumer.context().assigned.load(Ordering::Relaxed)
     }
 
     fn rewind(&mut self) {

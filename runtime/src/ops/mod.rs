@@ -1,0 +1,17 @@
+//! Operating a run: what it shows while it runs.
+//!
+//! # Layout
+//! - [`board`]: the live view of a run (routes, plugins, counters, positions), kept current
+//!   by the runtime.
+//! - [`sampler`]: the thread measuring dead-letter depths and logging the status line.
+//! - [`server`]: the admin HTTP server (`[admin] listen`).
+//! - [`prometheus`]: `/metrics`; [`status`]: `/api/status`.
+
+pub mod board;
+pub mod prometheus;
+pub(crate) mod sampler;
+pub mod server;
+pub mod status;
+
+pub use board::{Board, Phase};
+pub use server::{AdminError, AdminServer};
