@@ -65,6 +65,7 @@ fn a_handler_recovers_after_each_kind_of_trap() {
             max_emits: 2,
             ..Limits::default()
         },
+        emits: None,
     };
     let wasm = WasmPlugin::new(loaded, context);
     let mut handler = wasm.instantiate().unwrap();
@@ -144,6 +145,7 @@ fn a_state_backend_that_never_answers_cannot_hold_a_call_past_its_time_limit() {
             timeout: plexus::config::units::Duration(Duration::from_millis(300)),
             ..Limits::default()
         },
+        emits: None,
     };
     let wasm = WasmPlugin::new(loaded, context);
     let mut handler = wasm.instantiate().unwrap();

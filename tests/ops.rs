@@ -263,3 +263,42 @@ fn a_taken_admin_port_is_refused_clearly_and_off_serves_nothing() {
     );
     drop(taken);
 }
+
+#[test]
+fn undeclared_emits_are_published_counted_and_warned_about_once() {
+    let scenario = Scenario::new();
+    let lines: Vec<String> = (0..5)
+        .map(|i| {
+            let type_ = if i < 2 { "test.a" } else { "test.b" };
+            plexus_tests::event_line(&format!("e{i}"), type_, None, serde_json::json!({}))
+        })
+        .collect();
+    scenario.file("in.jsonl", &lines.join("\n"));
+    let config = scenario.file(
+        "plexus.toml",
+        &format!(
+            "[state]\nbackend = \"memory\"\n[[inputs]]\ntopic = \"in\"\nfile = \"in.jsonl\"\n[[outputs]]\ntopic = \"out\"\nfile = \"out.jsonl\"\n[plugins.m]\npath = \"{}\"\nconfig = {{ out = \"out\" }}\nemits = {{ \"out\" = [\"test.a.echo\"] }}\n[routes.r]\ntopic = \"in\"\nplugin = \"m\"\n",
+            plugins::MISBEHAVE
+        ),
+    );
+    let out = plexus_command()
+        .args(["run", "--no-watch", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let warnings = stderr
+        .lines()
+        .filter(|l| l.contains("does not declare") && l.contains("WARN"))
+        .count();
+    assert_eq!(warnings, 1, "{stderr}");
+    assert!(stderr.contains("type=test.b.echo"), "{stderr}");
+    assert!(
+        stderr
+            .contains("emitted 5, dead-lettered 0; 3 emits its plugin's `emits` does not declare"),
+        "{stderr}"
+    );
+    let written = std::fs::read_to_string(scenario.dir.path().join("out.jsonl")).unwrap();
+    assert_eq!(written.lines().count(), 5, "published all the same");
+}

@@ -49,6 +49,7 @@ fn measure(engine: &PlexusEngine, store: Arc<dyn StateBackend>, input: &[Event])
         config: vec![("out".into(), "counts".into())],
         state: store.clone(),
         limits: Limits::default(),
+        emits: None,
     };
     let plugin: Arc<dyn Plugin> = Arc::new(WasmPlugin::new(loaded, context));
     let broker = EmbeddedBroker::new(4);

@@ -124,6 +124,7 @@ fn wasm(
         config,
         state: MemoryBackend::shared(),
         limits: Limits::default(),
+        emits: None,
     };
     Arc::new(WasmPlugin::new(loaded, context))
 }

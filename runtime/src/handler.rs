@@ -41,6 +41,11 @@ pub trait Plugin: Send + Sync {
     fn state_quota(&self) -> Quota {
         Quota::UNLIMITED
     }
+    /// Whether the plugin declares (in `emits`) that it emits `type_` to `topic`; a plugin
+    /// that declares nothing declares everything.
+    fn declares_emit(&self, _topic: &str, _type: &str) -> bool {
+        true
+    }
 }
 
 type HandleFn = dyn Fn(&Event) -> Outcome + Send + Sync;

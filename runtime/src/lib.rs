@@ -61,6 +61,7 @@
 mod attributes;
 mod bindings;
 pub mod broker;
+pub mod catalog;
 mod cloudevents;
 pub mod commands;
 pub mod config;

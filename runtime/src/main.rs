@@ -1,4 +1,4 @@
-//! The `plexus` command: `run`, `check` and `test`. What belongs to the process is here:
+//! The `plexus` command: `run`, `check`, `test` and `catalog`. What belongs to the process is here:
 //! arguments, logging, signals and the exit code; the work is in [`plexus::commands`].
 
 use clap::{Parser, Subcommand};
@@ -35,6 +35,16 @@ enum Command {
         /// `connect_timeout` and, with `create_topics` off, find every topic.
         #[arg(long)]
         connect: bool,
+    },
+    /// Print the event catalog of a config: topics, the event types each route takes and
+    /// emits, where dead letters go, and a flowchart of it all.
+    Catalog {
+        /// The configuration file.
+        #[arg(long, short, default_value = "plexus.toml")]
+        config: PathBuf,
+        /// markdown (a page with the flowchart and tables), mermaid (the flowchart) or json.
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: commands::catalog::Format,
     },
     /// Run one plugin on a file of CloudEvents JSON lines and print the outcomes.
     Test {
@@ -161,6 +171,9 @@ fn main() {
                 eprintln!("warning: signals not handled: {error}");
             }
             commands::check::check(&config, connect.then_some(&stop))
+        }
+        Command::Catalog { config, format } => {
+            commands::catalog::catalog(&config, format, &mut std::io::stdout().lock())
         }
         Command::Test {
             plugin,

@@ -88,6 +88,9 @@ pub struct RouteMetrics {
     pub state_reads: AtomicU64,
     /// State keys written or deleted by handled events.
     pub state_writes: AtomicU64,
+    /// Emits of a type (or to a topic) the plugin's `emits` does not declare (published all
+    /// the same).
+    pub undeclared_emits: AtomicU64,
     /// How long `handle` calls took.
     pub handle_latency: Latency,
     /// Whether the route's source has joined its broker (Kafka: a first assignment came).
@@ -210,6 +213,7 @@ impl RouteMetrics {
             state_waits: self.state_waits.load(Ordering::Relaxed),
             state_reads: self.state_reads.load(Ordering::Relaxed),
             state_writes: self.state_writes.load(Ordering::Relaxed),
+            undeclared_emits: self.undeclared_emits.load(Ordering::Relaxed),
             unfinished: 0,
             dead_lettered: dead_lettered
                 .iter()
@@ -244,6 +248,8 @@ pub struct RouteSnapshot {
     pub state_reads: u64,
     /// State keys written or deleted.
     pub state_writes: u64,
+    /// Emits the plugin does not declare.
+    pub undeclared_emits: u64,
     /// Events received and not finished when the route stopped (delivered again later).
     pub unfinished: u64,
     /// Dead letters by reason.

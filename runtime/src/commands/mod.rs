@@ -5,7 +5,9 @@
 //! - [`run`]: `plexus run`.
 //! - [`check`]: `plexus check`.
 //! - [`test`]: `plexus test`.
+//! - [`catalog`]: `plexus catalog`.
 
+pub mod catalog;
 pub mod check;
 pub mod run;
 pub mod test;

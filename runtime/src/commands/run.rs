@@ -123,6 +123,12 @@ fn print_summary(report: &RunReport) {
                 counts.already_applied
             ));
         }
+        if counts.undeclared_emits > 0 {
+            notes.push(format!(
+                "{} emits its plugin's `emits` does not declare",
+                counts.undeclared_emits
+            ));
+        }
         if counts.state_conflicts > 0 {
             notes.push(format!(
                 "{} handled again after a state conflict",

@@ -54,6 +54,7 @@ fn run_test(options: TestOptions<'_>, out: &mut dyn Write) -> anyhow::Result<()>
         config: options.config,
         state: MemoryBackend::shared(),
         limits: options.limits,
+        emits: None,
     };
     let state = context.state.clone();
     let quota = context.state_quota();

@@ -12,10 +12,12 @@
 //! - `validate`: the checks that span several tables (route → plugin, dead-letter loops).
 //! - `state`: `[state]` ([`StateConfig`]).
 //! - `admin`: `[admin]` ([`AdminConfig`]).
+//! - `emits`: what a plugin declares it emits ([`Emits`]).
 //! - [`kafka_security`]: `[broker.tls]`, `[broker.sasl]`, `[broker.secrets]`.
 //! - [`secret`]: secrets from the environment or files, never shown.
 
 mod admin;
+mod emits;
 pub mod error;
 pub mod kafka_security;
 mod plugin;
@@ -26,6 +28,7 @@ pub mod units;
 mod validate;
 
 pub use admin::{AdminConfig, DEFAULT_LISTEN, Listen};
+pub use emits::{Declared, Emits};
 pub use plugin::{Limits, PluginConfig};
 pub use route::{RetryConfig, RouteConfig};
 pub use state::{StateBackendKind, StateConfig};

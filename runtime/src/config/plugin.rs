@@ -1,6 +1,7 @@
 //! `[plugins.NAME]`: where a plugin's component is, its pinned digest, the configuration its
 //! `init` receives, and the limits it runs under.
 
+use super::emits::Emits;
 use super::units::{ByteSize, Duration, Sha256Hex};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -20,6 +21,9 @@ pub struct PluginConfig {
     /// `[plugins.NAME.limits]`: what one instance may use.
     #[serde(default)]
     pub limits: Limits,
+    /// `emits = ["TYPE", ...]` or `emits = { "TOPIC" = ["TYPE", ...] }`: what the plugin
+    /// emits, for the catalog; undeclared emits are counted and warned about (once each).
+    pub emits: Option<Emits>,
 }
 
 /// `[plugins.NAME.limits]`: what one instance may use, and what one event may cost the host.

@@ -32,6 +32,8 @@ pub(super) struct Route {
     pub publisher: Publisher,
     /// Which deliveries were applied to state already.
     pub applied: Arc<AppliedIndex>,
+    /// Undeclared emits (topic, type) warned about already.
+    pub undeclared: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 /// One event on its way to finished; dropping it unfinished (at shutdown) leaves the event

@@ -194,6 +194,7 @@ pub fn start_route(
         metrics: metrics.clone(),
         publisher: publisher.clone(),
         applied: applied.clone(),
+        undeclared: Default::default(),
     });
     let mut queues = Vec::with_capacity(spec.concurrency);
     let mut workers = Vec::with_capacity(spec.concurrency);

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 /// The first wait for an unreachable state store; it doubles up to [`MAX_STORE_WAIT`].
 const FIRST_STORE_WAIT: Duration = Duration::from_millis(100);
 const MAX_STORE_WAIT: Duration = Duration::from_secs(5);
+/// How many undeclared (topic, type) pairs a route warns about; past that it only counts.
+const MAX_UNDECLARED_WARNINGS: usize = 100;
 
 /// A delivery handed to a worker, with the bytes it holds on the route's budget.
 pub(super) struct Job {
@@ -207,6 +209,9 @@ impl Worker {
                     attempts: attempt,
                 },
                 Outcome::Done(staged) => {
+                    for out in &staged {
+                        self.check_declared(&out.topic, &out.type_);
+                    }
                     let context = EmitContext {
                         cause: &current,
                         route: &self.spec.name,
@@ -310,6 +315,21 @@ impl Worker {
             }
         }
         Some(rest.collect())
+    }
+
+    /// Counts an emit the plugin does not declare, and warns about it once per topic and
+    /// type (the first [`MAX_UNDECLARED_WARNINGS`] of them).
+    fn check_declared(&self, topic: &str, type_: &str) {
+        if self.plugin.declares_emit(topic, type_) {
+            return;
+        }
+        RouteMetrics::add(&self.route.metrics.undeclared_emits, 1);
+        let mut warned = self.route.undeclared.lock().expect("undeclared lock");
+        if warned.len() < MAX_UNDECLARED_WARNINGS
+            && warned.insert((topic.to_owned(), type_.to_owned()))
+        {
+            tracing::warn!(route = %self.spec.name, plugin = %self.plugin.name(), %topic, r#type = %type_, "the plugin emits what its `emits` does not declare (published all the same; counted in plexus_emits_undeclared_total; warned once)");
+        }
     }
 
     /// Waits for an unreachable state store before the next try; whether to try again

@@ -103,6 +103,13 @@ impl Plugin for WasmPlugin {
         self.context.state_quota()
     }
 
+    fn declares_emit(&self, topic: &str, type_: &str) -> bool {
+        self.context
+            .emits
+            .as_ref()
+            .is_none_or(|emits| emits.declares(topic, type_))
+    }
+
     fn instantiate(&self) -> anyhow::Result<Box<dyn Handler>> {
         let live = self
             .live_instance()

@@ -61,6 +61,7 @@ pub fn load_plugin(
         config: config_entries(&plugin.config),
         state: state.clone(),
         limits: plugin.limits,
+        emits: plugin.emits.clone(),
     };
     let wasm = WasmPlugin::new(loaded, context);
     // Instantiating once proves the exports fit and `init` accepts the config.

@@ -3,7 +3,7 @@
 //! the log budget, and the plugin-wide context shared by all instances.
 
 use super::guest_output::{GuestOutput, LogBudget, Stream};
-use crate::config::Limits;
+use crate::config::{Emits, Limits};
 use crate::event::OutgoingEvent;
 use crate::state::txn::Namespace;
 use crate::state::{Quota, StateBackend, Transaction};
@@ -25,6 +25,8 @@ pub struct PluginContext {
     pub state: Arc<dyn StateBackend>,
     /// What one instance and one event may use.
     pub limits: Limits,
+    /// What it declares it emits, if it declares anything.
+    pub emits: Option<Emits>,
 }
 
 impl PluginContext {

@@ -6,6 +6,7 @@
 //! always gives current figures without asking the runtime anything. Dead-letter depths are
 //! measured apart (they ask the broker) by [`super::sampler`].
 
+use crate::catalog::Catalog;
 use crate::dispatch::publish::Publisher;
 use crate::dispatch::tracker::OffsetTracker;
 use crate::metrics::RouteMetrics;
@@ -76,6 +77,8 @@ pub struct View {
     pub plugin_swaps: u64,
     /// The shared publisher (for its retries), once there is one.
     pub publisher: Option<Publisher>,
+    /// The event catalog of the config in service.
+    pub catalog: Catalog,
 }
 
 /// One route in service.

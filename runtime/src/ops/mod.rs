@@ -5,9 +5,11 @@
 //!   by the runtime.
 //! - [`sampler`]: the thread measuring dead-letter depths and logging the status line.
 //! - [`server`]: the admin HTTP server (`[admin] listen`).
-//! - [`prometheus`]: `/metrics`; [`status`]: `/api/status`.
+//! - [`prometheus`]: `/metrics`; [`status`]: `/api/status`; [`page`]: the topology page
+//!   (`/`), drawn from `/api/catalog` and `/api/status`.
 
 pub mod board;
+pub mod page;
 pub mod prometheus;
 pub(crate) mod sampler;
 pub mod server;

@@ -278,6 +278,11 @@ const ROUTE_COUNTERS: &[RouteCounter] = &[
         |c| c.emitted,
     ),
     (
+        "plexus_emits_undeclared",
+        "Emits of a type or to a topic the plugin's `emits` does not declare (published all the same).",
+        |c| c.undeclared_emits,
+    ),
+    (
         "plexus_events_already_applied",
         "Deliveries of events already applied to state: not handled again, their emits published again.",
         |c| c.already_applied,

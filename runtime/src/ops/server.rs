@@ -1,11 +1,12 @@
-//! The admin HTTP server of `plexus run`: `/metrics`, `/healthz`, `/readyz`, `/api/status`
-//! on a thread of its own (a single-threaded tokio runtime),
+//! The admin HTTP server of `plexus run`: `/metrics`, `/healthz`, `/readyz`, `/api/status`,
+//! `/api/catalog` and the topology page at `/`, on a thread of its own (a single-threaded tokio runtime),
 //! so a busy dispatcher never keeps a scrape or a probe waiting, nor the other way round.
 
 use super::board::Board;
-use super::{prometheus, status};
+use super::{page, prometheus, status};
 use axum::Router;
 use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
@@ -99,6 +100,7 @@ fn router(board: Board) -> Router {
     let metrics = board.clone();
     let ready = board.clone();
     let state = board.clone();
+    let catalog = board.clone();
     Router::new()
         .route(
             "/metrics",
@@ -107,6 +109,15 @@ fn router(board: Board) -> Router {
                     [(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)],
                     prometheus::render(&metrics),
                 )
+            }),
+        )
+        .route("/", get(|| async { page_response() }))
+        .route(
+            "/api/catalog",
+            get(move || async move {
+                let body = serde_json::to_string_pretty(&catalog.view().catalog)
+                    .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+                ([(header::CONTENT_TYPE, "application/json")], body)
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
@@ -130,4 +141,19 @@ fn router(board: Board) -> Router {
                 ([(header::CONTENT_TYPE, "application/json")], body)
             }),
         )
+}
+
+/// The topology page: self-contained, and allowed to fetch nothing but this server.
+fn page_response() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; connect-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:",
+            ),
+        ],
+        page::HTML,
+    )
+        .into_response()
 }

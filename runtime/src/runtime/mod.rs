@@ -179,6 +179,7 @@ impl Runtime {
             reloads_refused: self.report.reloads_refused,
             plugin_swaps: self.report.plugin_swaps,
             publisher: Some(self.publisher.clone()),
+            catalog: crate::catalog::Catalog::of(&self.config),
         });
     }
 
