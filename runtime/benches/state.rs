@@ -63,6 +63,7 @@ fn measure(engine: &PlexusEngine, store: Arc<dyn StateBackend>, input: &[Event])
     let spec = RouteSpec {
         name: "count".into(),
         topic: "in".into(),
+        broker: "embedded",
         types: None,
         plugin: PluginSlot::new(plugin),
         concurrency: 2,

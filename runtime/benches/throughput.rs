@@ -4,6 +4,10 @@
 //! - (a) no-op: the plugin accepts every event and does nothing;
 //! - (b) transform: the plugin parses a ~1 KB JSON payload and emits one summary event.
 //!
+//! Then both again with tracing on (a span per event, made and ended, its context on what
+//! the event emits; no exporter, so what is measured is the cost inside Plexus). Metrics
+//! are always on.
+//!
 //! Run with `scripts/bench` (which builds the plugins first). Each case runs `ROUNDS`
 //! times; the median is reported, with min and max, since the machine is shared and noisy.
 
@@ -70,6 +74,7 @@ fn measure(plugin: Arc<dyn Plugin>, input: &[Event]) -> f64 {
     let spec = RouteSpec {
         name: "bench".into(),
         topic: "in".into(),
+        broker: "embedded",
         types: None,
         plugin: PluginSlot::new(plugin),
         concurrency: 1,
@@ -213,8 +218,8 @@ fn main() {
         Arc::new(NativePlugin::new("noop", |_| Outcome::Done(Vec::new())));
     report(
         "(a) no-op",
-        median_of(noop_wasm, &small),
-        median_of(noop_native, &small),
+        median_of(noop_wasm.clone(), &small),
+        median_of(noop_native.clone(), &small),
     );
 
     let orders = events(count, &order_payload());
@@ -228,6 +233,18 @@ fn main() {
         Arc::new(NativePlugin::new("transform", native_transform));
     report(
         "(b) 1 KB JSON parse + emit",
+        median_of(transform_wasm.clone(), &orders),
+        median_of(transform_native.clone(), &orders),
+    );
+
+    let _tracing = plexus::telemetry::install_without_export();
+    report(
+        "(a) no-op, traced",
+        median_of(noop_wasm, &small),
+        median_of(noop_native, &small),
+    );
+    report(
+        "(b) 1 KB JSON, traced",
         median_of(transform_wasm, &orders),
         median_of(transform_native, &orders),
     );

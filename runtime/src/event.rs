@@ -153,6 +153,9 @@ pub struct EmitContext<'a> {
     pub route: &'a str,
     /// `name@sha256:<hex>` of the plugin version handling it.
     pub handled_by: &'a str,
+    /// The `traceparent` and `tracestate` of the span handling it, when it is traced: what
+    /// it emits continues that span's trace instead of the cause's context.
+    pub trace: Option<&'a (String, Option<String>)>,
 }
 
 impl EmitContext<'_> {
@@ -163,13 +166,24 @@ impl EmitContext<'_> {
     pub fn complete(&self, index: usize, out: OutgoingEvent) -> Event {
         let cause = self.cause;
         let mut extensions = out.extensions;
-        for name in TRACE_CONTEXT {
-            if let Some(value) = cause.extension(name)
+        let [parent, state] = TRACE_CONTEXT;
+        let inherited = match self.trace {
+            Some((traceparent, tracestate)) => [
+                Some(AttributeValue::String(traceparent.clone())),
+                tracestate.clone().map(AttributeValue::String),
+            ],
+            None => [
+                cause.extension(parent).cloned(),
+                cause.extension(state).cloned(),
+            ],
+        };
+        for (name, value) in [parent, state].into_iter().zip(inherited) {
+            if let Some(value) = value
                 && !extensions.iter().any(|a| a.name == name)
             {
                 extensions.push(Attribute {
                     name: name.to_owned(),
-                    value: value.clone(),
+                    value,
                 });
             }
         }

@@ -57,6 +57,11 @@
 //! reconfigures them (`runtime::plan` computes what changes, `runtime::apply` does it);
 //! `supervise` is the run loop and `watch` the reload triggers; [`state`] holds plugin
 //! state (memory, a local redb file or Redis); [`commands`] are the `plexus` subcommands.
+//!
+//! What operators see: `metrics` counts per route; [`ops`] keeps a live board of the run and
+//! serves it (the admin server: `/metrics`, health, status, the topology page); [`catalog`]
+//! derives the event catalog from a config; [`telemetry`] makes a trace span per handled
+//! event when an OTLP endpoint is set; `log_context` gives plugin log lines the event's ids.
 
 mod attributes;
 mod bindings;
@@ -77,6 +82,7 @@ mod runtime;
 mod shutdown;
 pub mod state;
 mod supervise;
+pub mod telemetry;
 mod watch;
 
 pub use handler::{Handler, NativePlugin, Outcome, Plugin, PluginSlot};

@@ -163,7 +163,20 @@ fn main() {
                 eprintln!("error: cannot install signal handlers: {error}");
                 std::process::exit(commands::EXIT_INVALID);
             }
-            commands::run::run(&config, options)
+            let telemetry = match plexus::telemetry::init_from_env() {
+                Ok(telemetry) => telemetry,
+                Err(error) => {
+                    eprintln!("error: tracing: {error}");
+                    std::process::exit(commands::EXIT_INVALID);
+                }
+            };
+            if telemetry.is_some() {
+                tracing::info!("tracing: a span per handled event, exported over OTLP");
+            }
+            let code = commands::run::run(&config, options);
+            // Exports the spans still batched before the process exits.
+            drop(telemetry);
+            code
         }
         Command::Check { config, connect } => {
             let stop = Shutdown::new();

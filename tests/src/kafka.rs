@@ -252,11 +252,17 @@ fn read_records(topic: &str, expected: usize, timeout: Duration, until_quiet: bo
 
 /// Starts `plexus run --config <config>`, logging to `<config>.log`.
 pub fn spawn_plexus(config: &Path) -> Child {
+    spawn_plexus_with(config, &[])
+}
+
+/// [`spawn_plexus`] with more environment variables.
+pub fn spawn_plexus_with(config: &Path, env: &[(&str, &str)]) -> Child {
     let log = std::fs::File::create(config.with_extension("log")).unwrap();
     crate::plexus_command()
         .args(["run", "--no-watch", "--config"])
         .arg(config)
         .env("PLEXUS_CACHE_DIR", config.parent().unwrap().join("cache"))
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

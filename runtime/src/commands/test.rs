@@ -99,6 +99,7 @@ fn run_test(options: TestOptions<'_>, out: &mut dyn Write) -> anyhow::Result<()>
                     cause: &event,
                     route: TEST_ROUTE,
                     handled_by: plugin.version(),
+                    trace: None,
                 };
                 let emitted: Vec<Value> = staged
                     .into_iter()

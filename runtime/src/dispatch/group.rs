@@ -12,6 +12,7 @@ use crate::emitted;
 use crate::event::Event;
 use crate::metrics::FailureKind;
 use crate::state::{EventCommit, Marker, Overlay, Transaction};
+use crate::telemetry::Ended;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,19 @@ pub(super) enum Fate {
 }
 
 impl Fate {
+    /// How the handling ended, for its trace span.
+    pub fn ended(&self) -> Ended<'_> {
+        match self {
+            Fate::Publish { emitted, .. } => Ended::Succeeded {
+                emitted: emitted.len(),
+            },
+            Fate::DeadLetter { kind, reason, .. } => Ended::DeadLettered {
+                kind: kind.as_str(),
+                reason,
+            },
+        }
+    }
+
     /// Ends the event.
     pub fn end(self, ending: Ending) {
         match self {

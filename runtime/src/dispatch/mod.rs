@@ -75,6 +75,8 @@ pub struct RouteSpec {
     pub name: String,
     /// The topic it reads.
     pub topic: String,
+    /// The broker it reads from (`embedded`, `kafka`), for traces.
+    pub broker: &'static str,
     /// Event types it takes; `None` takes all.
     pub types: Option<HashSet<String>>,
     /// The plugin handling its events, in a slot so new versions can take over.

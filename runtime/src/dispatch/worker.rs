@@ -19,6 +19,7 @@ use crate::log_context;
 use crate::metrics::{FailureKind, RouteMetrics};
 use crate::shutdown::Shutdown;
 use crate::state::{Marker, Stop};
+use crate::telemetry::{EventSpan, SpanStart};
 use crossbeam_channel::Receiver;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -157,6 +158,14 @@ impl Worker {
         let mut attempt = 1;
         let mut current = event.clone();
         let mut waits = 0;
+        let span = EventSpan::start(&SpanStart {
+            event: &event,
+            route: &self.spec.name,
+            plugin: self.plugin.name(),
+            version: self.plugin.version(),
+            broker: self.spec.broker,
+        });
+        let trace = span.as_ref().map(EventSpan::context);
         loop {
             let mut txn = self.group.begin();
             let started = Instant::now();
@@ -216,6 +225,7 @@ impl Worker {
                         cause: &current,
                         route: &self.spec.name,
                         handled_by: &version,
+                        trace: trace.as_ref(),
                     };
                     let emitted = staged
                         .into_iter()
@@ -230,6 +240,9 @@ impl Worker {
                     }
                 }
             };
+            if let Some(span) = span {
+                span.end(fate.ended(), attempt);
+            }
             let marker = Marker {
                 route: self.spec.name.clone(),
                 partition: ending.partition,

@@ -273,6 +273,7 @@ impl Runtime {
         let spec = RouteSpec {
             name: name.to_owned(),
             topic: settings.topic.to_string(),
+            broker: self.broker.kind(),
             types: settings.types.as_ref().map(|t| t.iter().cloned().collect()),
             plugin: plugin.slot.clone(),
             concurrency: *settings.concurrency.get_ref() as usize,
