@@ -179,3 +179,75 @@ impl EventSpan {
         self.span.end();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{AttributeValue, EmitContext, OutgoingEvent};
+
+    fn outgoing() -> OutgoingEvent {
+        OutgoingEvent {
+            topic: "out".into(),
+            type_: "t.v1".into(),
+            key: None,
+            subject: None,
+            content_type: None,
+            dataschema: None,
+            extensions: Vec::new(),
+            headers: Vec::new(),
+            payload: None,
+        }
+    }
+
+    #[test]
+    fn a_span_continues_the_events_trace_and_its_emits_continue_the_span() {
+        let _telemetry = install(SdkTracerProvider::builder());
+        let cause = crate::cloudevents::decode(
+            br#"{"specversion":"1.0","id":"o-1","source":"/s","type":"t","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","tracestate":"vendor=1"}"#,
+        )
+        .unwrap();
+        let span = EventSpan::start(&SpanStart {
+            event: &cause,
+            route: "r",
+            plugin: "p",
+            version: "p@sha256:00",
+            broker: "embedded",
+        })
+        .expect("tracing is on");
+        let context = span.context();
+        let parts: Vec<&str> = context.0.split('-').collect();
+        assert_eq!(parts.len(), 4, "{}", context.0);
+        assert_eq!(parts[0], "00");
+        assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736", "same trace");
+        assert_ne!(parts[2], "00f067aa0ba902b7", "a span of its own");
+        assert_eq!(parts[2].len(), 16);
+        assert_eq!(parts[3], "01", "sampled, as the parent");
+        assert_eq!(context.1.as_deref(), Some("vendor=1"));
+
+        let emit = |out: OutgoingEvent| {
+            EmitContext {
+                cause: &cause,
+                route: "r",
+                handled_by: "p@sha256:00",
+                trace: Some(&context),
+            }
+            .complete(0, out)
+        };
+        let emitted = emit(outgoing());
+        assert_eq!(
+            emitted.extension("traceparent"),
+            Some(&AttributeValue::String(context.0.clone()))
+        );
+        // A plugin that sets its own trace context keeps it.
+        let mut own = outgoing();
+        own.extensions.push(crate::event::Attribute {
+            name: "traceparent".into(),
+            value: AttributeValue::String("00-aaaa-bbbb-01".into()),
+        });
+        assert_eq!(
+            emit(own).extension("traceparent"),
+            Some(&AttributeValue::String("00-aaaa-bbbb-01".into()))
+        );
+        span.end(Ended::Succeeded { emitted: 1 }, 1);
+    }
+}

@@ -73,7 +73,7 @@ fn start_admin(config: &Config, board: &Board) -> Result<Option<AdminServer>, St
         return Ok(None);
     };
     let server = AdminServer::start(&address, board.clone()).map_err(|e| e.to_string())?;
-    tracing::info!(address = %server.address(), "admin server listening: /metrics /healthz /readyz /api/status");
+    tracing::info!(address = %server.address(), "admin server listening: / (topology), /metrics, /healthz, /readyz, /api/status, /api/catalog");
     Ok(Some(server))
 }
 
