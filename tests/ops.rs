@@ -302,3 +302,40 @@ fn undeclared_emits_are_published_counted_and_warned_about_once() {
     let written = std::fs::read_to_string(scenario.dir.path().join("out.jsonl")).unwrap();
     assert_eq!(written.lines().count(), 5, "published all the same");
 }
+
+#[test]
+fn json_logs_give_a_plugins_own_lines_the_route_and_the_events_ids() {
+    let scenario = Scenario::new();
+    let config = scenario.file(
+        "plexus.toml",
+        &plexus_tests::example_config("shop", "plexus.toml", "notifications.jsonl"),
+    );
+    let out = plexus_command()
+        .args(["run", "--no-watch", "--config"])
+        .arg(&config)
+        .env("PLEXUS_LOG_FORMAT", "json")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    // The order validator logs each order through the `log` import.
+    let logged = lines
+        .iter()
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("order o-1004:"))
+        })
+        .unwrap_or_else(|| panic!("no plugin line for o-1004:\n{stderr}"));
+    assert_eq!(logged["plugin"], "order-validator", "{logged}");
+    assert_eq!(logged["route"], "validate", "{logged}");
+    assert_eq!(logged["event_id"], "order-1004", "{logged}");
+    assert_eq!(logged["correlation_id"], "checkout-1004", "{logged}");
+    assert_eq!(logged["level"], "INFO");
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["report"]["routes"]["validate"]["received"], 8);
+}

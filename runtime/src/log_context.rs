@@ -8,14 +8,14 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 /// What a thread is handling.
-pub struct Current {
+pub struct Current<'a> {
     /// The route.
-    pub route: Arc<str>,
+    pub route: &'a str,
     /// The event.
-    pub event: Arc<Event>,
+    pub event: &'a Event,
 }
 
-impl Current {
+impl Current<'_> {
     /// The event's correlation id, or "" when it has none.
     pub fn correlation_id(&self) -> &str {
         self.event.correlation_id.as_deref().unwrap_or("")
@@ -23,23 +23,34 @@ impl Current {
 }
 
 thread_local! {
-    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
+    /// The route this thread works for (a worker works for one route all its life).
+    static ROUTE: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+    /// The event it handles now.
+    static EVENT: RefCell<Option<Arc<Event>>> = const { RefCell::new(None) };
 }
 
-/// Records that this thread handles `event` for `route` until the guard is dropped.
-pub fn enter(route: &Arc<str>, event: &Arc<Event>) -> Guard {
-    CURRENT.with(|current| {
-        *current.borrow_mut() = Some(Current {
-            route: route.clone(),
-            event: event.clone(),
-        });
-    });
+/// Records that this thread works for `route` (once, when a worker starts).
+pub fn work_for(route: &Arc<str>) {
+    ROUTE.with(|current| *current.borrow_mut() = Some(route.clone()));
+}
+
+/// Records that this thread handles `event` until the guard is dropped.
+pub fn enter(event: &Arc<Event>) -> Guard {
+    EVENT.with(|current| *current.borrow_mut() = Some(event.clone()));
     Guard(())
 }
 
-/// Calls `f` with what this thread is handling, if anything.
-pub fn with<R>(f: impl FnOnce(Option<&Current>) -> R) -> R {
-    CURRENT.with(|current| f(current.borrow().as_ref()))
+/// Calls `f` with what this thread is handling, if it handles an event for a route.
+pub fn with<R>(f: impl FnOnce(Option<&Current<'_>>) -> R) -> R {
+    ROUTE.with(|route| {
+        EVENT.with(|event| {
+            let (route, event) = (route.borrow(), event.borrow());
+            match (route.as_deref(), event.as_deref()) {
+                (Some(route), Some(event)) => f(Some(&Current { route, event })),
+                _ => f(None),
+            }
+        })
+    })
 }
 
 /// Ends what [`enter`] recorded.
@@ -47,7 +58,7 @@ pub struct Guard(());
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        CURRENT.with(|current| current.borrow_mut().take());
+        EVENT.with(|current| current.borrow_mut().take());
     }
 }
 

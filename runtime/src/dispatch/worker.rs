@@ -54,6 +54,7 @@ impl Worker {
     /// in hand and committing its group (the rest are dropped unfinished, stay uncommitted
     /// and are delivered again).
     pub fn run(mut self, inbox: Receiver<Vec<Job>>) {
+        log_context::work_for(&self.route.log_name);
         for batch in inbox {
             for job in batch {
                 if self.shutdown.is_triggered() {
@@ -169,7 +170,7 @@ impl Worker {
         loop {
             let mut txn = self.group.begin();
             let started = Instant::now();
-            let logging = log_context::enter(&self.route.log_name, &current);
+            let logging = log_context::enter(&current);
             let outcome = self.handler.handle(&current, &mut txn);
             drop(logging);
             let metrics = &self.route.metrics;
