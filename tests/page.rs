@@ -37,6 +37,16 @@ fn chromium(url: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A running `plexus`, killed if the test fails before it stops it.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn the_topology_page_shows_the_shop_running_on_kafka() {
     let scenario = Scenario::new();
@@ -44,14 +54,16 @@ fn the_topology_page_shows_the_shop_running_on_kafka() {
     let text = shop_config(&prefix, bootstrap()).replace("idle_exit = \"3s\"\n", "");
     let config = scenario.file("kafka.toml", &text);
     let log = scenario.dir.path().join("plexus.log");
-    let mut plexus = plexus_command()
-        .args(["run", "--no-watch", "--config"])
-        .arg(&config)
-        .env("PLEXUS_CACHE_DIR", scenario.dir.path().join("cache"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut plexus = Running(
+        plexus_command()
+            .args(["run", "--no-watch", "--config"])
+            .arg(&config)
+            .env("PLEXUS_CACHE_DIR", scenario.dir.path().join("cache"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let address = address_from_log(&log, Duration::from_secs(60));
     // Every order through both hops: 5 on the dashboard, 2 dead letters from validate.
     let started = Instant::now();
@@ -146,6 +158,6 @@ fn the_topology_page_shows_the_shop_running_on_kafka() {
         png.len()
     );
 
-    terminate(&plexus);
-    assert_eq!(plexus.wait().unwrap().code(), Some(0));
+    terminate(&plexus.0);
+    assert_eq!(plexus.0.wait().unwrap().code(), Some(0));
 }
