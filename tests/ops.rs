@@ -5,8 +5,8 @@
 
 use plexus_tests::admin::{address_from_log, get, sum};
 use plexus_tests::kafka::{bootstrap, create_topic, event, produce_events, unique};
-use plexus_tests::{Scenario, plexus_command, plugins};
-use std::process::{Child, Stdio};
+use plexus_tests::{KillOnDrop, Scenario, plexus_command, plugins};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Polls `what` every 200 ms until it returns `Some`, or fails after `timeout` with `describe`.
@@ -26,15 +26,6 @@ fn wait_for<T>(
             describe()
         );
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-struct Stopped(Child);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -80,7 +71,7 @@ dead_letter = "{dlq}"
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let mut plexus = Stopped(child);
+    let mut plexus = KillOnDrop(child);
     let address = address_from_log(&log, Duration::from_secs(60));
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(get(&address, "/healthz").0, 200);

@@ -5,7 +5,7 @@
 
 use plexus_tests::admin::{address_from_log, get};
 use plexus_tests::kafka::{bootstrap, shop_config, terminate, unique};
-use plexus_tests::{Scenario, plexus_command, repo};
+use plexus_tests::{KillOnDrop, Scenario, plexus_command, repo};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,16 +37,6 @@ fn chromium(url: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A running `plexus`, killed if the test fails before it stops it.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn the_topology_page_shows_the_shop_running_on_kafka() {
     let scenario = Scenario::new();
@@ -54,7 +44,7 @@ fn the_topology_page_shows_the_shop_running_on_kafka() {
     let text = shop_config(&prefix, bootstrap()).replace("idle_exit = \"3s\"\n", "");
     let config = scenario.file("kafka.toml", &text);
     let log = scenario.dir.path().join("plexus.log");
-    let mut plexus = Running(
+    let mut plexus = KillOnDrop(
         plexus_command()
             .args(["run", "--no-watch", "--config"])
             .arg(&config)

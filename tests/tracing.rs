@@ -5,20 +5,11 @@
 //! collector once (`scripts/otelcol-build`) and sets `PLEXUS_OTELCOL`.
 
 use plexus_tests::kafka::{bootstrap, shop_config, spawn_plexus_with, unique, wait_exit};
-use plexus_tests::{Scenario, start_server};
+use plexus_tests::{KillOnDrop, Scenario, start_server};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Collector(Child);
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// One exported span, flattened.
 #[derive(Debug)]
@@ -89,7 +80,7 @@ fn the_shop_on_kafka_gives_one_trace_per_order_across_both_hops() {
             traces.display()
         ),
     );
-    let _collector = Collector(
+    let _collector = KillOnDrop(
         Command::new(collector)
             .arg(format!("--config={}", collector_config.display()))
             .stdout(Stdio::null())

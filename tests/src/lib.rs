@@ -56,6 +56,17 @@ pub fn plexus_command() -> std::process::Command {
     command
 }
 
+/// A child process (a `plexus`, a collector) killed and reaped when dropped, so a test that
+/// fails half-way leaves nothing running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The component at `path` with a custom section appended: the same behaviour, another
 /// digest, so each `n` is a new version of the plugin.
 pub fn plugin_version_bytes(path: &str, n: u32) -> Vec<u8> {
