@@ -89,8 +89,8 @@ fn render(spec: &impl std::fmt::Debug, dir: &Path) -> String {
 
 #[test]
 fn the_example_configs_parse() {
-    for example in ["shop", "catalog"] {
-        let path = plexus_tests::repo(&format!("examples/{example}/plexus.toml"));
+    for example in ["shop/plexus", "shop/kafka", "shop/redis", "catalog/plexus"] {
+        let path = plexus_tests::repo(&format!("examples/{example}.toml"));
         Config::load(&path).unwrap_or_else(|e| panic!("{example}: {e}"));
     }
 }

@@ -304,7 +304,7 @@ fn every_attribute_and_data_form_survives_the_kafka_binding_through_both_sdks() 
     let config = scenario.file(
         "plexus.toml",
         &format!(
-            "[runtime]\ncache_dir = \"{}\"\n[broker]\nkind = \"kafka\"\nbootstrap_servers = \"{}\"\ngroup = \"{}\"\npartitions = 1\nidle_exit = \"3s\"\n{text}",
+            "[runtime]\ncache_dir = \"{}\"\n[broker]\nkind = \"kafka\"\nkafka.bootstrap_servers = \"{}\"\nkafka.group = \"{}\"\npartitions = 1\nidle_exit = \"3s\"\n{text}",
             dir.join("cache").display(),
             bootstrap(),
             unique("conf")

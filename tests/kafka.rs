@@ -31,7 +31,7 @@ fn kafka_config(
     scenario.file(
         name,
         &format!(
-            "[runtime]\ncache_dir = \"{}\"\n[broker]\nkind = \"kafka\"\nbootstrap_servers = \"{}\"\ngroup = \"{group}\"\npartitions = 4\nidle_exit = \"{idle_exit}\"\n{extra}",
+            "[runtime]\ncache_dir = \"{}\"\n[broker]\nkind = \"kafka\"\nkafka.bootstrap_servers = \"{}\"\nkafka.group = \"{group}\"\npartitions = 4\nidle_exit = \"{idle_exit}\"\n{extra}",
             scenario.dir.path().join("cache").display(),
             bootstrap()
         ),

@@ -66,8 +66,8 @@ fn every_codec_is_consumed_and_produced() {
         let config = scenario.file(
             &format!("{codec}.toml"),
             &format!(
-                "[runtime]\ncache_dir = \"{cache}\"\n[broker]\nkind = \"kafka\"\nbootstrap_servers = \"{bootstrap}\"\ngroup = \"{group}\"\nidle_exit = \"3s\"\n\
-                 [broker.properties]\n\"compression.codec\" = \"{codec}\"\n\"linger.ms\" = \"50\"\n\
+                "[runtime]\ncache_dir = \"{cache}\"\n[broker]\nkind = \"kafka\"\nkafka.bootstrap_servers = \"{bootstrap}\"\nkafka.group = \"{group}\"\nidle_exit = \"3s\"\n\
+                 [broker.kafka.properties]\n\"compression.codec\" = \"{codec}\"\n\"linger.ms\" = \"50\"\n\
                  [plugins.m]\npath = \"{plugin}\"\nconfig = {{ out = \"{out}\" }}\n[routes.m]\ntopic = \"{input}\"\nplugin = \"m\"\n",
                 cache = scenario.dir.path().join("cache").display(),
                 bootstrap = plexus_tests::kafka::bootstrap(),

@@ -27,7 +27,7 @@ fn kafka_config(scenario: &Scenario, group: &str, idle_exit: &str, extra: &str) 
     scenario.file(
         "plexus.toml",
         &format!(
-            "[runtime]\ncache_dir = \"{}\"\n[broker]\nkind = \"kafka\"\nbootstrap_servers = \"{}\"\ngroup = \"{group}\"\npartitions = 1\nidle_exit = \"{idle_exit}\"\n{extra}",
+            "[runtime]\ncache_dir = \"{}\"\n[broker]\nkind = \"kafka\"\nkafka.bootstrap_servers = \"{}\"\nkafka.group = \"{group}\"\npartitions = 1\nidle_exit = \"{idle_exit}\"\n{extra}",
             scenario.dir.path().join("cache").display(),
             bootstrap()
         ),

@@ -47,7 +47,7 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     let config = scenario.file(
         "plexus.toml",
         &format!(
-            "[runtime]\ncache_dir = \"{cache}\"\n[broker]\nkind = \"kafka\"\nbootstrap_servers = \"{bootstrap}\"\ngroup = \"{group}\"\nidle_exit = \"30s\"\n[plugins.m]\npath = \"{plugin}\"\nconfig = {{ out = \"{out}\", spin = 4000000 }}\n[routes.r]\ntopic = \"{input}\"\nplugin = \"m\"\nconcurrency = 2\n",
+            "[runtime]\ncache_dir = \"{cache}\"\n[broker]\nkind = \"kafka\"\nkafka.bootstrap_servers = \"{bootstrap}\"\nkafka.group = \"{group}\"\nidle_exit = \"30s\"\n[plugins.m]\npath = \"{plugin}\"\nconfig = {{ out = \"{out}\", spin = 4000000 }}\n[routes.r]\ntopic = \"{input}\"\nplugin = \"m\"\nconcurrency = 2\n",
             cache = scenario.dir.path().join("cache").display(),
             bootstrap = bootstrap(),
             group = unique("restart"),
@@ -93,7 +93,7 @@ fn an_outage_longer_than_every_timeout_is_ridden_out_and_nothing_is_lost() {
     let config = scenario.file(
         "plexus.toml",
         &format!(
-            "[runtime]\ncache_dir = \"{cache}\"\n[broker]\nkind = \"kafka\"\nbootstrap_servers = \"{bootstrap}\"\ngroup = \"{group}\"\nidle_exit = \"8s\"\n[broker.properties]\n\"message.timeout.ms\" = \"3000\"\n[plugins.m]\npath = \"{plugin}\"\nconfig = {{ out = \"{out}\", spin = 4000000 }}\n[routes.r]\ntopic = \"{input}\"\nplugin = \"m\"\nconcurrency = 2\n",
+            "[runtime]\ncache_dir = \"{cache}\"\n[broker]\nkind = \"kafka\"\nkafka.bootstrap_servers = \"{bootstrap}\"\nkafka.group = \"{group}\"\nidle_exit = \"8s\"\n[broker.kafka.properties]\n\"message.timeout.ms\" = \"3000\"\n[plugins.m]\npath = \"{plugin}\"\nconfig = {{ out = \"{out}\", spin = 4000000 }}\n[routes.r]\ntopic = \"{input}\"\nplugin = \"m\"\nconcurrency = 2\n",
             cache = scenario.dir.path().join("cache").display(),
             bootstrap = bootstrap(),
             group = unique("outage"),

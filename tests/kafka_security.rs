@@ -24,11 +24,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `[broker.tls]` trusting the test CA (and presenting the client certificate if `mtls`).
+/// `[broker.kafka.tls]` trusting the test CA (and presenting the client certificate if `mtls`).
 fn tls_table(mtls: bool) -> String {
     let dir = secured().tls_dir;
     let mut table = format!(
-        "[broker.tls]\nca_file = \"{}\"\n",
+        "[broker.kafka.tls]\nca_file = \"{}\"\n",
         dir.join("ca.pem").display()
     );
     if mtls {
@@ -52,7 +52,7 @@ fn config_at(
     scenario.file(
         name,
         &format!(
-            "[runtime]\ncache_dir = \"{}\"\n[broker]\nkind = \"kafka\"\nbootstrap_servers = \"{address}\"\ngroup = \"{}\"\n{broker}\n{tables}",
+            "[runtime]\ncache_dir = \"{}\"\n[broker]\nkind = \"kafka\"\nkafka.bootstrap_servers = \"{address}\"\nkafka.group = \"{}\"\n{broker}\n{tables}",
             scenario.dir.path().join("cache").display(),
             unique("sec")
         ),
@@ -101,8 +101,8 @@ fn the_shop_chain_runs_over_sasl_ssl_with_scram_and_the_password_is_never_shown(
     let password_file = scenario.file("kafka-password", &format!("{SCRAM_PASSWORD}\n"));
     let text = shop_config(&prefix, &secured().sasl_ssl)
         + &format!(
-            "\n{}[broker.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"plexus\"\npassword_file = \"{}\"\n\
-             [broker.properties]\n\"debug\" = \"security,broker,conf\"\n",
+            "\n{}[broker.kafka.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"plexus\"\npassword_file = \"{}\"\n\
+             [broker.kafka.properties]\n\"debug\" = \"security,broker,conf\"\n",
             tls_table(false),
             password_file.display()
         );
@@ -181,7 +181,7 @@ fn mutual_tls_carries_events_and_every_sasl_mechanism_connects() {
 
     // Mutual TLS with an encrypted client key, its password from the environment.
     let encrypted = format!(
-        "[broker.tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nkey_password_env = \"PLEXUS_TEST_KEY_PASSWORD\"\n",
+        "[broker.kafka.tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nkey_password_env = \"PLEXUS_TEST_KEY_PASSWORD\"\n",
         sec.tls_dir.join("ca.pem").display(),
         sec.tls_dir.join("client.pem").display(),
         sec.tls_dir.join("client-encrypted.key").display()
@@ -206,28 +206,28 @@ fn mutual_tls_carries_events_and_every_sasl_mechanism_connects() {
         (
             "plain",
             format!(
-                "[broker.sasl]\nmechanism = \"PLAIN\"\nusername = \"plexus\"\npassword_file = \"{}\"\n",
+                "[broker.kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"plexus\"\npassword_file = \"{}\"\n",
                 plain_file.display()
             ),
         ),
         (
             "scram-256",
-            "[broker.sasl]\nmechanism = \"SCRAM-SHA-256\"\nusername = \"plexus\"\npassword_env = \"PLEXUS_TEST_KAFKA_PASSWORD\"\n".to_owned(),
+            "[broker.kafka.sasl]\nmechanism = \"SCRAM-SHA-256\"\nusername = \"plexus\"\npassword_env = \"PLEXUS_TEST_KAFKA_PASSWORD\"\n".to_owned(),
         ),
         (
             "scram-512",
-            "[broker.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"plexus\"\npassword_env = \"PLEXUS_TEST_KAFKA_PASSWORD\"\n".to_owned(),
+            "[broker.kafka.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"plexus\"\npassword_env = \"PLEXUS_TEST_KAFKA_PASSWORD\"\n".to_owned(),
         ),
         (
             "oauthbearer-token-file",
             format!(
-                "[broker.sasl]\nmechanism = \"OAUTHBEARER\"\ntoken_file = \"{}\"\n",
+                "[broker.kafka.sasl]\nmechanism = \"OAUTHBEARER\"\ntoken_file = \"{}\"\n",
                 token_file.display()
             ),
         ),
         (
             "oauthbearer-librdkafka-unsecured",
-            "[broker.sasl]\nmechanism = \"OAUTHBEARER\"\n[broker.properties]\n\"enable.sasl.oauthbearer.unsecure.jwt\" = \"true\"\n\"sasl.oauthbearer.config\" = \"principal=plexus\"\n".to_owned(),
+            "[broker.kafka.sasl]\nmechanism = \"OAUTHBEARER\"\n[broker.kafka.properties]\n\"enable.sasl.oauthbearer.unsecure.jwt\" = \"true\"\n\"sasl.oauthbearer.config\" = \"principal=plexus\"\n".to_owned(),
         ),
     ];
     for (name, sasl) in cases {
@@ -290,14 +290,14 @@ fn a_cluster_that_cannot_be_used_fails_fast_with_one_clear_error() {
     let scenario = Scenario::new();
     let sec = secured();
     let dir = &sec.tls_dir;
-    let scram = "[broker.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"plexus\"\npassword_env = \"PLEXUS_TEST_KAFKA_PASSWORD\"\n";
+    let scram = "[broker.kafka.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"plexus\"\npassword_env = \"PLEXUS_TEST_KAFKA_PASSWORD\"\n";
     let untrusted = format!(
-        "[broker.tls]\nca_file = \"{}\"\n",
+        "[broker.kafka.tls]\nca_file = \"{}\"\n",
         dir.join("other-ca.pem").display()
     );
     let topic = unique("absent");
     let expired = format!(
-        "[broker.sasl]\nmechanism = \"OAUTHBEARER\"\ntoken_file = \"{}\"\n",
+        "[broker.kafka.sasl]\nmechanism = \"OAUTHBEARER\"\ntoken_file = \"{}\"\n",
         scenario.file("expired-token", &bearer_token(-60)).display()
     );
     let route = format!(
@@ -353,14 +353,14 @@ fn a_cluster_that_cannot_be_used_fails_fast_with_one_clear_error() {
         (
             "nothing listening",
             "127.0.0.1:9".to_owned(),
-            "connect_timeout = \"2s\"",
+            "kafka.connect_timeout = \"2s\"",
             String::new(),
             "Connection refused",
         ),
         (
             "unknown topic, creation off",
             bootstrap().to_owned(),
-            "create_topics = false",
+            "kafka.create_topics = false",
             String::new(),
             &format!("no topic `{topic}`"),
         ),
@@ -397,7 +397,7 @@ fn sigterm_while_connecting_ends_the_run_within_two_seconds() {
         &scenario,
         "plexus.toml",
         "127.0.0.1:9",
-        "connect_timeout = \"5m\"",
+        "kafka.connect_timeout = \"5m\"",
         &format!(
             "[plugins.m]\npath = \"{}\"\n[routes.m]\ntopic = \"t\"\nplugin = \"m\"\n",
             plugins::MISBEHAVE

@@ -46,7 +46,7 @@ fn config(
     scenario.file(
         name,
         &format!(
-            "[runtime]\ncache_dir = \"{cache}\"\n[broker]\nkind = \"kafka\"\nbootstrap_servers = \"{bootstrap}\"\n{broker}\n[state]\n{state}\n[plugins.counter]\npath = \"{plugin}\"\nconfig = {{ out = \"{out}\", total = true, spin = {spin} }}\n[routes.count]\ntopic = \"{input}\"\nplugin = \"counter\"\nconcurrency = 2\ndead_letter = \"{out}.dlq\"\n",
+            "[runtime]\ncache_dir = \"{cache}\"\n[broker]\nkind = \"kafka\"\nkafka.bootstrap_servers = \"{bootstrap}\"\n{broker}\n[state]\n{state}\n[plugins.counter]\npath = \"{plugin}\"\nconfig = {{ out = \"{out}\", total = true, spin = {spin} }}\n[routes.count]\ntopic = \"{input}\"\nplugin = \"counter\"\nconcurrency = 2\ndead_letter = \"{out}.dlq\"\n",
             cache = scenario.dir.path().join("cache").display(),
             bootstrap = bootstrap(),
             plugin = plugins::COUNTER,
@@ -136,7 +136,7 @@ fn ten_sigkills(
     } = stream(name);
     // A static group member: a restarted process takes its partitions back at once.
     let broker = format!(
-        "group = \"{group}\"\nidle_exit = \"8s\"\n[broker.properties]\n\"group.instance.id\" = \"{group}-member\""
+        "kafka.group = \"{group}\"\nidle_exit = \"8s\"\n[broker.kafka.properties]\n\"group.instance.id\" = \"{group}-member\""
     );
     let config = config(
         scenario,
@@ -226,7 +226,7 @@ fn redis_state_shared_by_two_processes_counts_exactly_when_one_is_killed() {
     } = stream("shared");
     let (state, prefix) = redis_state();
     // The survivor waits out the dead member's session (10s) before it gets its partitions.
-    let broker = format!("group = \"{group}\"\nidle_exit = \"20s\"");
+    let broker = format!("kafka.group = \"{group}\"\nidle_exit = \"20s\"");
     let first = config(
         &scenario,
         "first.toml",
@@ -313,7 +313,7 @@ fn redis_server_killed_mid_stream_loses_no_count_and_dead_letters_nothing() {
         expected,
     } = stream("outage");
     let (state, prefix) = redis_state();
-    let broker = format!("group = \"{group}\"\nidle_exit = \"10s\"");
+    let broker = format!("kafka.group = \"{group}\"\nidle_exit = \"10s\"");
     let config = config(
         &scenario,
         "plexus.toml",

@@ -41,8 +41,8 @@ fn metrics_health_and_status_follow_a_kafka_run_live() {
 cache_dir = "{cache}"
 [broker]
 kind = "kafka"
-bootstrap_servers = "{bootstrap}"
-group = "{group}"
+kafka.bootstrap_servers = "{bootstrap}"
+kafka.group = "{group}"
 partitions = 2
 [admin]
 status_interval = "1s"

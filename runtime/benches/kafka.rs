@@ -56,14 +56,14 @@ impl Cluster {
     /// password goes in a file in `dir`.
     fn plexus_broker(&self, keys: &str, dir: &std::path::Path) -> String {
         let mut text = format!(
-            "[broker]\nkind = \"kafka\"\nbootstrap_servers = \"{}\"\n{keys}",
+            "[broker]\nkind = \"kafka\"\nkafka.bootstrap_servers = \"{}\"\n{keys}",
             self.bootstrap
         );
         if let Some((ca, password)) = &self.secured {
             let file = dir.join("password");
             std::fs::write(&file, password).unwrap();
             text += &format!(
-                "[broker.tls]\nca_file = \"{ca}\"\n[broker.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"plexus\"\npassword_file = \"{}\"\n",
+                "[broker.kafka.tls]\nca_file = \"{ca}\"\n[broker.kafka.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"plexus\"\npassword_file = \"{}\"\n",
                 file.display()
             );
         }
@@ -195,7 +195,7 @@ fn pipe(cluster: &Cluster, input: &str, output: &str, count: usize) -> f64 {
 fn plexus(cluster: &Cluster, input: &str, output: &str, count: usize, workers: u32) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let broker = cluster.plexus_broker(
-        &format!("group = \"{output}.plexus\"\ncreate_topics = false\n"),
+        &format!("kafka.group = \"{output}.plexus\"\nkafka.create_topics = false\n"),
         dir.path(),
     );
     let filter = plexus_guests::FILTER;

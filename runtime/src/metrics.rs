@@ -30,11 +30,14 @@ pub enum FailureKind {
     /// The broker refused for good what the plugin emitted (too large, an invalid topic,
     /// not authorised).
     PublishFailed,
+    /// The broker delivered the event more times than allowed without it being finished
+    /// (Redis `max_deliveries`: its consumers died on it).
+    DeliveriesExhausted,
 }
 
 impl FailureKind {
     /// Every kind, in a stable order.
-    pub const ALL: [FailureKind; 9] = [
+    pub const ALL: [FailureKind; 10] = [
         FailureKind::Rejected,
         FailureKind::RetriesExhausted,
         FailureKind::Trap,
@@ -44,6 +47,7 @@ impl FailureKind {
         FailureKind::Unavailable,
         FailureKind::InvalidEmit,
         FailureKind::PublishFailed,
+        FailureKind::DeliveriesExhausted,
     ];
 
     /// The stable, kebab-case name used in headers and reports.
@@ -58,6 +62,7 @@ impl FailureKind {
             FailureKind::Unavailable => "unavailable",
             FailureKind::InvalidEmit => "invalid-emit",
             FailureKind::PublishFailed => "publish-failed",
+            FailureKind::DeliveriesExhausted => "deliveries-exhausted",
         }
     }
 }

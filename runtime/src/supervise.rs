@@ -6,7 +6,7 @@
 //! file watcher ([`crate::watch`]), which only detects changes. Process matters (signals,
 //! exit codes) belong to the caller: a fatal error comes back as a [`RunError`].
 
-use crate::broker::kafka::connect::ConnectError;
+use crate::broker::connect::ConnectError;
 use crate::config::Config;
 use crate::config::error::ConfigErrors;
 use crate::metrics::RunReport;

@@ -30,7 +30,7 @@ pub mod component {
 impl Runtime {
     /// The embedded broker, if that is the one (tests append to it and read from it).
     pub fn embedded_broker(&self) -> Option<&EmbeddedBroker> {
-        self.broker().embedded()
+        self.broker().as_embedded()
     }
 
     /// Holds the run open as if an input were still being fed (embedded broker).

@@ -131,7 +131,7 @@ pub fn events_of(runtime: &impl Topics, topic: &str) -> Vec<Event> {
         .read_all(topic)
         .into_iter()
         .filter_map(|b| match b {
-            Body::Event(e) => Some((*e).clone()),
+            Body::Event(e) | Body::Exhausted { event: e, .. } => Some((*e).clone()),
             Body::Undecodable(_) => None,
         })
         .collect()

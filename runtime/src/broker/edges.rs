@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Lines written per output topic.
@@ -29,7 +30,10 @@ pub struct FileEdges {
 impl FileEdges {
     /// Subscribes and starts a writer for every output. Called before any route starts and
     /// any input is fed, so every output sees every event.
-    pub fn start_outputs(broker: &Broker, outputs: &[OutputConfig]) -> anyhow::Result<FileEdges> {
+    pub fn start_outputs(
+        broker: &dyn Broker,
+        outputs: &[OutputConfig],
+    ) -> anyhow::Result<FileEdges> {
         let mut edges = FileEdges::default();
         for output in outputs {
             let source =
@@ -49,7 +53,7 @@ impl FileEdges {
     /// `guard` (the embedded broker's "more to come") until the last is fed.
     pub fn feed_inputs(
         &mut self,
-        broker: &Broker,
+        broker: &Arc<dyn Broker>,
         inputs: Vec<InputConfig>,
         guard: Option<InputGuard>,
         stop: &Shutdown,

@@ -10,10 +10,13 @@
 //! committed, so when no input is still open and that count is zero, nothing can ever arrive
 //! again and every source reports [`Poll::Exhausted`].
 
-use super::{Body, BrokerError, Completion, Delivery, Poll, Sink, Source, Undecodable};
+use super::files::{self, FeedReport};
+use super::{Body, Broker, BrokerError, Completion, Delivery, Poll, Sink, Source, Undecodable};
 use crate::event::{Event, key_hash};
 use crate::metrics::PartitionPosition;
+use crate::shutdown::Shutdown;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -359,6 +362,51 @@ impl Drop for EmbeddedSource {
     }
 }
 
+impl Broker for EmbeddedBroker {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    fn subscribe(&self, topic: &str, _subscriber: &str) -> Result<Box<dyn Source>, BrokerError> {
+        Ok(Box::new(EmbeddedBroker::subscribe(self, topic)))
+    }
+
+    fn sink(&self) -> Arc<dyn Sink> {
+        EmbeddedBroker::sink(self)
+    }
+
+    fn depth(&self, topic: &str, _timeout: Duration) -> Result<u64, BrokerError> {
+        Ok(EmbeddedBroker::depth(self, topic))
+    }
+
+    fn publish_raw(&self, topic: &str, raw: &[u8]) -> Result<(), BrokerError> {
+        self.append_undecodable(Undecodable {
+            topic: topic.to_owned(),
+            key: None,
+            headers: Vec::new(),
+            raw: raw.to_vec(),
+            reason: "not a CloudEvent".to_owned(),
+        });
+        Ok(())
+    }
+
+    fn feed(&self, topic: &str, path: &Path, stop: &Shutdown) -> std::io::Result<FeedReport> {
+        files::feed_file(self, topic, path, stop)
+    }
+
+    fn is_exhausted(&self) -> bool {
+        EmbeddedBroker::is_exhausted(self)
+    }
+
+    fn open_input(&self) -> Option<InputGuard> {
+        Some(EmbeddedBroker::open_input(self))
+    }
+
+    fn as_embedded(&self) -> Option<&EmbeddedBroker> {
+        Some(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,7 +453,7 @@ mod tests {
             .iter()
             .map(|d| match &d.body {
                 Body::Event(e) => e.id.clone(),
-                Body::Undecodable(_) => unreachable!(),
+                _ => unreachable!(),
             })
             .collect();
         assert_eq!(ids, (0..20).map(|i| i.to_string()).collect::<Vec<_>>());

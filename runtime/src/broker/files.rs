@@ -2,8 +2,7 @@
 //! outputs write a topic out to a file or standard output.
 
 use super::embedded::EmbeddedBroker;
-use super::kafka::KafkaBroker;
-use super::{Body, Poll, Sink, Source, Undecodable};
+use super::{Body, BrokerError, Poll, Sink, Source, Undecodable};
 use crate::cloudevents;
 use crate::shutdown::Shutdown;
 use std::collections::BTreeMap;
@@ -86,10 +85,12 @@ pub fn feed_file(
     )
 }
 
-/// Publishes every line of `path` to Kafka topic `topic` and waits for the acknowledgements.
-/// A line that is not a CloudEvent is published as it is (its readers dead-letter it).
-pub fn feed_kafka(
-    broker: &KafkaBroker,
+/// Publishes every line of `path` to `topic` through `sink` and waits for the
+/// acknowledgements. A line that is not a CloudEvent is published as it is, through `raw`
+/// (its readers dead-letter it).
+pub fn feed_published(
+    sink: &dyn Sink,
+    raw: impl Fn(&[u8]) -> Result<(), BrokerError>,
     topic: &str,
     path: &Path,
     stop: &Shutdown,
@@ -102,12 +103,12 @@ pub fn feed_kafka(
         |mut event| {
             event.topic = topic.to_owned();
             let acks = acks.clone();
-            broker.publish(vec![event], Box::new(move |result| drop(acks.send(result))));
+            sink.publish(vec![event], Box::new(move |result| drop(acks.send(result))));
             sent += 1;
         },
-        |raw, reason| {
+        |line, reason| {
             tracing::warn!(%reason, "publishing a line that is not a CloudEvent as it is");
-            if let Err(error) = broker.publish_raw(topic, &raw) {
+            if let Err(error) = raw(&line) {
                 tracing::error!(%error, "cannot publish the line");
             }
         },
@@ -144,7 +145,9 @@ pub fn write_output(
         let mut positions = BTreeMap::new();
         for record in &records {
             match &record.body {
-                Body::Event(event) => out.write_all(cloudevents::encode(event).as_bytes())?,
+                Body::Event(event) | Body::Exhausted { event, .. } => {
+                    out.write_all(cloudevents::encode(event).as_bytes())?;
+                }
                 Body::Undecodable(raw) => out.write_all(&raw.raw)?,
             }
             out.write_all(b"\n")?;

@@ -1,159 +1,122 @@
-//! Brokers, seen from the dispatcher: a [`Source`] per subscriber and a shared [`Sink`].
+//! Brokers, seen from the runtime: a [`Broker`] opens a [`Source`] per subscriber and
+//! shares one [`Sink`].
 //!
-//! The dispatcher knows only these traits. Each broker module turns its wire format into
+//! The dispatcher knows only these traits; adding a broker is one module implementing them,
+//! one config table, and one line in [`open`]. Each broker module turns its wire format into
 //! [`Delivery`]s (decoded events, or undecodable records with the reason) and publishes
 //! [`Event`]s, acknowledging them through a [`Completion`] once they are durable.
 //!
 //! # Layout
+//! - this module: the [`Broker`] trait, [`Source`], [`Sink`], and [`open`], the one place
+//!   that knows every broker.
 //! - [`embedded`]: the in-process broker (the default).
 //! - [`kafka`]: Apache Kafka through librdkafka.
+//! - [`redis`]: Redis Streams.
+//! - [`connect`]: the error of a broker that cannot be reached at start.
 //! - [`files`]: CloudEvents JSON-lines inputs (files → topics) and outputs (topics → files).
 //! - [`edges`]: the threads that feed the input files and write the outputs during a run.
 
+pub mod connect;
 pub(crate) mod edges;
 pub(crate) mod embedded;
 pub(crate) mod files;
 pub(crate) mod kafka;
+pub(crate) mod redis;
 
-use crate::config::{BrokerConfig, BrokerKind, Config};
+use crate::config::{BrokerKind, Config};
 use crate::event::{Event, Header};
 use crate::metrics::PartitionPosition;
 use crate::shutdown::Shutdown;
-use embedded::EmbeddedBroker;
+use connect::ConnectError;
 pub(crate) use embedded::InputGuard;
 use files::FeedReport;
-use kafka::connect::{ClusterInfo, ConnectError};
-use kafka::{KafkaBroker, KafkaSettings};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The broker a runtime uses, chosen by `[broker] kind`.
-#[derive(Clone)]
-pub(crate) enum Broker {
-    /// In-process topics.
-    Embedded(EmbeddedBroker),
-    /// A Kafka cluster.
-    Kafka(Arc<KafkaBroker>),
-}
+/// A broker, as the runtime sees it: subscriptions, a sink, topics, and the input files fed
+/// into it. Each broker module implements it; nothing outside them knows which one runs.
+pub(crate) trait Broker: Send + Sync {
+    /// `embedded`, `kafka` or `redis`.
+    fn kind(&self) -> &'static str;
 
-impl Broker {
-    /// Connects to (or creates) the broker `config` describes.
-    pub fn open(config: &BrokerConfig) -> Result<Broker, BrokerError> {
-        Ok(match config.kind.get_ref() {
-            BrokerKind::Embedded => {
-                Broker::Embedded(EmbeddedBroker::new(*config.partitions.get_ref()))
-            }
-            BrokerKind::Kafka => {
-                Broker::Kafka(Arc::new(KafkaBroker::connect(kafka_settings(config))?))
-            }
-        })
-    }
-
-    /// A new subscription to `topic` for `subscriber` (a route, or an output).
-    pub fn subscribe(&self, topic: &str, subscriber: &str) -> Result<Box<dyn Source>, BrokerError> {
-        Ok(match self {
-            Broker::Embedded(broker) => Box::new(broker.subscribe(topic)),
-            Broker::Kafka(broker) => Box::new(broker.subscribe(topic, subscriber)?),
-        })
-    }
+    /// A new subscription to `topic` for `subscriber` (a route, or an output), with its
+    /// own committed positions.
+    fn subscribe(&self, topic: &str, subscriber: &str) -> Result<Box<dyn Source>, BrokerError>;
 
     /// Where events are published.
-    pub fn sink(&self) -> Arc<dyn Sink> {
-        match self {
-            Broker::Embedded(broker) => broker.sink(),
-            Broker::Kafka(broker) => broker.clone(),
-        }
-    }
+    fn sink(&self) -> Arc<dyn Sink>;
 
-    /// The embedded broker, if that is the one.
-    pub fn embedded(&self) -> Option<&EmbeddedBroker> {
-        match self {
-            Broker::Embedded(broker) => Some(broker),
-            Broker::Kafka(_) => None,
-        }
+    /// Makes sure `topics` exist, where the broker needs them made (Kafka with
+    /// `create_topics`); the others make topics as they are written.
+    fn ensure_topics(&self, _topics: &[String]) -> Result<(), BrokerError> {
+        Ok(())
     }
 
     /// Records kept in `topic` now (each broker question awaited up to `timeout`).
-    pub fn depth(&self, topic: &str, timeout: Duration) -> Result<u64, BrokerError> {
-        match self {
-            Broker::Embedded(broker) => Ok(broker.depth(topic)),
-            Broker::Kafka(broker) => broker.depth(topic, timeout),
-        }
-    }
+    fn depth(&self, topic: &str, timeout: Duration) -> Result<u64, BrokerError>;
 
-    /// `embedded` or `kafka`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Broker::Embedded(_) => "embedded",
-            Broker::Kafka(_) => "kafka",
-        }
+    /// Publishes `raw` to `topic` as it is, not as an event (an input line that is not a
+    /// CloudEvent, for its readers to dead-letter), and waits until it is durable.
+    fn publish_raw(&self, topic: &str, raw: &[u8]) -> Result<(), BrokerError>;
+
+    /// Feeds a CloudEvents JSON-lines file into `topic`.
+    fn feed(&self, topic: &str, path: &Path, stop: &Shutdown) -> std::io::Result<FeedReport> {
+        files::feed_published(
+            &*self.sink(),
+            |raw| self.publish_raw(topic, raw),
+            topic,
+            path,
+            stop,
+        )
     }
 
     /// Whether nothing can arrive any more (only a finite embedded run ever is).
-    pub fn is_exhausted(&self) -> bool {
-        self.embedded().is_some_and(EmbeddedBroker::is_exhausted)
+    fn is_exhausted(&self) -> bool {
+        false
     }
 
-    /// Holds the run open while inputs are fed (embedded broker).
-    pub fn open_input(&self) -> Option<InputGuard> {
-        self.embedded().map(EmbeddedBroker::open_input)
+    /// Holds the run open while inputs are fed (the embedded broker, whose run ends when
+    /// its inputs do).
+    fn open_input(&self) -> Option<InputGuard> {
+        None
     }
 
-    /// Feeds a CloudEvents JSON-lines file into `topic`.
-    pub fn feed(&self, topic: &str, path: &Path, stop: &Shutdown) -> std::io::Result<FeedReport> {
-        match self {
-            Broker::Embedded(broker) => files::feed_file(broker, topic, path, stop),
-            Broker::Kafka(broker) => files::feed_kafka(broker, topic, path, stop),
-        }
+    /// The embedded broker, if that is the one (for tests that read its topics).
+    fn as_embedded(&self) -> Option<&embedded::EmbeddedBroker> {
+        None
     }
 }
 
-/// On Kafka, reaches the cluster (and, with `create_topics` off, finds every topic the
-/// config names) before anything is started, so a cluster that cannot be used gives one
-/// error with the reason within `connect_timeout`, and nothing else. `None` on the embedded
-/// broker, which has nothing to reach.
+/// Reaches the broker `config` names (within its `connect_timeout`, or until `stop`) and
+/// opens it. The only place that knows every broker.
+pub(crate) fn open(config: &Config, stop: &Shutdown) -> anyhow::Result<Arc<dyn Broker>> {
+    let broker = &config.spec.broker;
+    Ok(match broker.kind.get_ref() {
+        BrokerKind::Embedded => {
+            Arc::new(embedded::EmbeddedBroker::new(*broker.partitions.get_ref()))
+        }
+        BrokerKind::Kafka => {
+            check_connection(config, stop)?;
+            Arc::new(kafka::Kafka::open(config)?)
+        }
+        BrokerKind::Redis => {
+            check_connection(config, stop)?;
+            Arc::new(redis::Redis::open(config)?)
+        }
+    })
+}
+
+/// Reaches the broker `config` names as `plexus run` would at start, and says what it found
+/// (`None` on the embedded broker, which has nothing to reach).
 pub(crate) fn check_connection(
     config: &Config,
     stop: &Shutdown,
-) -> Result<Option<ClusterInfo>, ConnectError> {
-    let settings = &config.spec.broker;
-    if *settings.kind.get_ref() != BrokerKind::Kafka {
-        return Ok(None);
-    }
-    let needed = if settings.create_topics {
-        Vec::new()
-    } else {
-        config.named_topics()
-    };
-    let kafka = kafka_settings(settings);
-    let timeout = settings.connect_timeout.get_ref().0;
-    tracing::info!(address = %kafka.bootstrap_servers, timeout_ms = timeout.as_millis() as u64, "connecting to Kafka");
-    let info = kafka::connect::check_connection(&kafka, &needed, timeout, stop)?;
-    tracing::info!(address = %kafka.bootstrap_servers, brokers = info.brokers, "connected to Kafka");
-    Ok(Some(info))
-}
-
-/// How to reach the Kafka cluster `config` describes.
-pub(crate) fn kafka_settings(config: &BrokerConfig) -> KafkaSettings {
-    KafkaSettings {
-        bootstrap_servers: config
-            .bootstrap_servers
-            .as_ref()
-            .map(|b| b.get_ref().clone())
-            .unwrap_or_default(),
-        group: config
-            .group
-            .as_ref()
-            .map_or_else(|| "plexus".to_owned(), |g| g.get_ref().clone()),
-        properties: config
-            .properties
-            .iter()
-            .map(|(key, value)| (key.get_ref().clone(), value.clone()))
-            .chain(config.security.properties.clone())
-            .collect(),
-        secrets: config.security.secrets.clone(),
-        tokens: kafka::oauth::TokenSource::new(config.security.oauth_token_file.clone()),
+) -> Result<Option<String>, ConnectError> {
+    match config.spec.broker.kind.get_ref() {
+        BrokerKind::Embedded => Ok(None),
+        BrokerKind::Kafka => kafka::connect::check(config, stop).map(Some),
+        BrokerKind::Redis => redis::connect::check(config, stop).map(Some),
     }
 }
 
@@ -175,6 +138,15 @@ pub enum Body {
     Event(Arc<Event>),
     /// A record that is not a valid event.
     Undecodable(Arc<Undecodable>),
+    /// An event the broker delivered more times than allowed without it being finished
+    /// (the consumers holding it died each time, Redis `max_deliveries`): dead-lettered
+    /// without being handled again.
+    Exhausted {
+        /// The event.
+        event: Arc<Event>,
+        /// How many times it has been delivered, this time included.
+        deliveries: u32,
+    },
 }
 
 /// A record that could not be decoded, kept whole so it can be dead-lettered as it was.

@@ -82,15 +82,27 @@ pub fn check(config_path: &Path, connect: Option<&Shutdown>) -> i32 {
     0
 }
 
-/// How Plexus will reach Kafka: address, protocol, identity (never a secret's value).
+/// How Plexus will reach its broker: address, protocol, identity (never a secret's value).
 fn broker_summary(config: &Config) -> Option<String> {
     let broker = &config.spec.broker;
-    let address = broker.bootstrap_servers.as_ref()?.get_ref();
-    let security = &broker.security.properties;
+    if let Some(redis) = broker.redis() {
+        let address = crate::broker::redis::connect::shown_address(redis.url());
+        return Some(format!(
+            "broker: Redis at {address}, groups `{}.ROUTE`, reclaim after {}, dead-letter after {} deliveries",
+            redis.group(),
+            redis.claim_idle.get_ref(),
+            redis.max_deliveries.get_ref()
+        ));
+    }
+    let kafka = broker.kafka()?;
+    let security = &kafka.security.properties;
     let protocol = security
         .get("security.protocol")
         .map_or("plaintext", String::as_str);
-    let mut line = format!("broker: Kafka at {address} over {protocol}");
+    let mut line = format!(
+        "broker: Kafka at {} over {protocol}",
+        kafka.bootstrap_servers()
+    );
     if let Some(mechanism) = security.get("sasl.mechanism") {
         line += &format!(", SASL {mechanism}");
         if let Some(user) = security.get("sasl.username") {
@@ -110,29 +122,7 @@ fn broker_summary(config: &Config) -> Option<String> {
 fn check_connection(config: &Config, stop: &Shutdown) -> i32 {
     match crate::broker::check_connection(config, stop) {
         Ok(None) => println!("connect: the embedded broker runs in process; nothing to reach"),
-        Ok(Some(info)) => {
-            let missing: Vec<String> = config
-                .named_topics()
-                .into_iter()
-                .filter(|t| !info.topics.contains(t))
-                .collect();
-            let address = config
-                .spec
-                .broker
-                .bootstrap_servers
-                .as_ref()
-                .map_or("", |b| b.get_ref());
-            print!("connect: Kafka at {address}: {} broker(s)", info.brokers);
-            if missing.is_empty() {
-                println!(", every topic exists");
-            } else {
-                println!(
-                    ", {} created at start: {}",
-                    missing.len(),
-                    missing.join(", ")
-                );
-            }
-        }
+        Ok(Some(found)) => println!("connect: {found}"),
         Err(error) => {
             eprintln!("error: {error:#}");
             return EXIT_UNREACHABLE;

@@ -3,7 +3,7 @@
 //! SIGHUP) and, with `watch`, changes to the config and plugin files are applied live.
 
 use super::{EXIT_INVALID, EXIT_PRODUCER_FATAL, EXIT_UNREACHABLE, load_config, print_errors};
-use crate::broker::kafka::connect::ConnectError;
+use crate::broker::connect::ConnectError;
 use crate::config::{Config, Listen};
 use crate::metrics::RunReport;
 use crate::ops::{AdminServer, Board};

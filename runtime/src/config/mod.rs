@@ -13,13 +13,13 @@
 //! - `state`: `[state]` ([`StateConfig`]).
 //! - `admin`: `[admin]` ([`AdminConfig`]).
 //! - `emits`: what a plugin declares it emits ([`Emits`]).
-//! - [`kafka_security`]: `[broker.tls]`, `[broker.sasl]`, `[broker.secrets]`.
+//! - [`broker`]: `[broker]` and each broker's own table (`[broker.kafka]`, `[broker.redis]`).
 //! - [`secret`]: secrets from the environment or files, never shown.
 
 mod admin;
+pub mod broker;
 mod emits;
 pub mod error;
-pub mod kafka_security;
 mod plugin;
 mod route;
 pub mod secret;
@@ -28,14 +28,13 @@ pub mod units;
 mod validate;
 
 pub use admin::{AdminConfig, DEFAULT_LISTEN, Listen};
+pub use broker::{BrokerConfig, BrokerKind, KafkaConfig, RedisConfig, RedisTopic, kafka_security};
 pub use emits::{Declared, Emits};
 pub use plugin::{Limits, PluginConfig};
 pub use route::{RetryConfig, RouteConfig};
 pub use state::{StateBackendKind, StateConfig};
 
 use self::error::{ConfigError, ConfigErrors, Locator};
-use self::kafka_security::{KafkaSecurity, SaslConfig, TlsConfig};
-use self::secret::SecretSource;
 use self::units::{Duration, TopicName};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -83,97 +82,6 @@ pub struct ConfigFile {
     /// `[routes.NAME]`: topic → plugin bindings.
     #[serde(default)]
     pub routes: BTreeMap<Spanned<String>, RouteConfig>,
-}
-
-/// Which broker Plexus talks to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BrokerKind {
-    /// The in-process broker: no setup, nothing persisted.
-    #[default]
-    Embedded,
-    /// Apache Kafka (or a compatible broker), through librdkafka.
-    Kafka,
-}
-
-/// `[broker]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BrokerConfig {
-    /// `kind = "embedded"` (the default) or `"kafka"`.
-    #[serde(default = "default_kind")]
-    pub kind: Spanned<BrokerKind>,
-    /// `partitions = 4`: partitions per topic of the embedded broker, and of the topics
-    /// Plexus creates on Kafka (1 to 1024).
-    #[serde(default = "default_partitions")]
-    pub partitions: Spanned<u32>,
-    /// `bootstrap_servers = "127.0.0.1:9092"`: Kafka only, required there.
-    pub bootstrap_servers: Option<Spanned<String>>,
-    /// `group = "plexus"`: Kafka only; route `R` consumes in group `GROUP.R`.
-    pub group: Option<Spanned<String>>,
-    /// `create_topics = true`: Kafka only; create missing route, dead-letter and input
-    /// topics at start with `partitions` partitions.
-    #[serde(default = "default_true")]
-    pub create_topics: bool,
-    /// `[broker.properties]`: Kafka only; librdkafka properties passed through to every
-    /// consumer and the producer (`"compression.codec" = "zstd"`, ...). Secrets are refused
-    /// here: they go in `[broker.secrets]`.
-    #[serde(default)]
-    pub properties: BTreeMap<Spanned<String>, String>,
-    /// `[broker.tls]`: Kafka only; connect over TLS.
-    pub tls: Option<Spanned<TlsConfig>>,
-    /// `[broker.sasl]`: Kafka only; authenticate with SASL.
-    pub sasl: Option<Spanned<SaslConfig>>,
-    /// `[broker.secrets]`: Kafka only; librdkafka properties whose values are read from the
-    /// environment or a file: `"ssl.keystore.password" = { env = "NAME" }`.
-    #[serde(default)]
-    pub secrets: BTreeMap<Spanned<String>, Spanned<SecretSource>>,
-    /// `connect_timeout = "10s"`: Kafka only; how long to wait for the cluster at start
-    /// (and in `plexus check --connect`) before failing with the reason.
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout: Spanned<Duration>,
-    /// What `tls`, `sasl` and `secrets` come to, read when the file is loaded.
-    #[serde(skip)]
-    pub security: KafkaSecurity,
-    /// `idle_exit = "5s"`: Kafka only; end the run once inputs are fed and no route or
-    /// output has received anything for this long (batch-style runs, tests). Default: run
-    /// until SIGINT/SIGTERM.
-    pub idle_exit: Option<Spanned<Duration>>,
-}
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        BrokerConfig {
-            kind: default_kind(),
-            partitions: default_partitions(),
-            bootstrap_servers: None,
-            group: None,
-            create_topics: true,
-            properties: BTreeMap::new(),
-            tls: None,
-            sasl: None,
-            secrets: BTreeMap::new(),
-            connect_timeout: default_connect_timeout(),
-            security: KafkaSecurity::default(),
-            idle_exit: None,
-        }
-    }
-}
-
-fn default_connect_timeout() -> Spanned<Duration> {
-    Spanned::new(0..0, Duration(std::time::Duration::from_secs(10)))
-}
-
-fn default_kind() -> Spanned<BrokerKind> {
-    Spanned::new(0..0, BrokerKind::Embedded)
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_partitions() -> Spanned<u32> {
-    Spanned::new(0..0, 4)
 }
 
 /// `[runtime]`.
@@ -251,8 +159,9 @@ impl Config {
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
-        spec.broker.security =
-            kafka_security::resolve(&spec.broker, base_dir, &locator).map_err(ConfigErrors)?;
+        spec.broker
+            .resolve(base_dir, &locator)
+            .map_err(ConfigErrors)?;
         resolve_paths(&mut spec, base_dir);
         spec.state.resolve(base_dir, file);
         Ok(Config {

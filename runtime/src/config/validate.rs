@@ -6,25 +6,14 @@ use super::ConfigFile;
 use super::error::{ConfigError, Locator};
 use super::units::check_name;
 
-const MAX_PARTITIONS: u32 = 1024;
 const MAX_CONCURRENCY: u32 = 1024;
 const MIN_MEMORY: u64 = 1 << 20;
 const MIN_IN_FLIGHT: u64 = 1 << 20;
 
 pub(super) fn validate(spec: &ConfigFile, at: &Locator<'_>) -> Vec<ConfigError> {
     let mut errors = Vec::new();
-    check_broker(&spec.broker, at, &mut errors);
+    spec.broker.check(at, &mut errors);
     spec.state.check(at, &mut errors);
-    let partitions = &spec.broker.partitions;
-    if !(1..=MAX_PARTITIONS).contains(partitions.get_ref()) {
-        errors.push(at.error(
-            Some(partitions.span()),
-            format!(
-                "partitions must be between 1 and {MAX_PARTITIONS}, found {}",
-                partitions.get_ref()
-            ),
-        ));
-    }
     for (name, plugin) in &spec.plugins {
         if let Err(message) = check_name("plugin", name.get_ref()) {
             errors.push(at.error(Some(name.span()), message));
@@ -141,63 +130,6 @@ pub(super) fn validate(spec: &ConfigFile, at: &Locator<'_>) -> Vec<ConfigError> 
     }
     errors.sort_by_key(|e| (e.line, e.column));
     errors
-}
-
-fn check_broker(broker: &super::BrokerConfig, at: &Locator<'_>, errors: &mut Vec<ConfigError>) {
-    match broker.kind.get_ref() {
-        super::BrokerKind::Kafka => {
-            if broker
-                .bootstrap_servers
-                .as_ref()
-                .is_none_or(|b| b.get_ref().is_empty())
-            {
-                errors.push(at.error(
-                    Some(broker.kind.span()),
-                    "broker kind `kafka` needs `bootstrap_servers`, e.g. \"127.0.0.1:9092\"",
-                ));
-            }
-            if broker.connect_timeout.get_ref().0.is_zero() {
-                errors.push(at.error(
-                    Some(broker.connect_timeout.span()),
-                    "connect_timeout must be more than 0ms",
-                ));
-            }
-        }
-        super::BrokerKind::Embedded => {
-            let kafka_only = [
-                (
-                    "bootstrap_servers",
-                    broker.bootstrap_servers.as_ref().map(|v| v.span()),
-                ),
-                ("group", broker.group.as_ref().map(|v| v.span())),
-                (
-                    "properties",
-                    broker.properties.keys().next().map(|key| key.span()),
-                ),
-                ("idle_exit", broker.idle_exit.as_ref().map(|v| v.span())),
-                ("tls", broker.tls.as_ref().map(|t| t.span())),
-                ("sasl", broker.sasl.as_ref().map(|s| s.span())),
-                (
-                    "secrets",
-                    broker.secrets.keys().next().map(|key| key.span()),
-                ),
-                (
-                    "connect_timeout",
-                    Some(broker.connect_timeout.span()).filter(|s| !s.is_empty()),
-                ),
-            ];
-            for (key, span) in kafka_only {
-                if let Some(span) = span {
-                    errors.push(at.error(
-                        Some(span),
-                        format!(
-                            "`{key}` is a Kafka setting; the embedded broker has no use for it"
-                        ),
-                    ));
-                }
-            }
-        }
-    }
 }
 
 fn span_or(

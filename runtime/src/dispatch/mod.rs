@@ -99,7 +99,9 @@ pub struct RouteSpec {
 impl RouteSpec {
     fn takes(&self, delivery: &Delivery) -> bool {
         match (&self.types, &delivery.body) {
-            (Some(types), Body::Event(event)) => types.contains(&event.type_),
+            (Some(types), Body::Event(event) | Body::Exhausted { event, .. }) => {
+                types.contains(&event.type_)
+            }
             // An undecodable record has no type: the route dead-letters it.
             _ => true,
         }
@@ -389,7 +391,9 @@ impl Poller {
                 continue;
             }
             let (key, size) = match &delivery.body {
-                Body::Event(event) => (event.key.as_deref(), event.size()),
+                Body::Event(event) | Body::Exhausted { event, .. } => {
+                    (event.key.as_deref(), event.size())
+                }
                 Body::Undecodable(record) => (record.key.as_deref(), record.raw.len()),
             };
             let worker = match key {

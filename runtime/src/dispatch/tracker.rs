@@ -29,8 +29,9 @@ pub struct OffsetTracker {
 }
 
 impl OffsetTracker {
-    /// Records that `offset` of `partition` was delivered; offsets must be given in
-    /// ascending order per partition.
+    /// Records that `offset` of `partition` was delivered. Offsets are unique per partition;
+    /// a commit position is the one after the last offset of the finished prefix, in
+    /// delivery order (ascending, except on Redis: see [`crate::broker::redis`]).
     pub fn begin(&self, partition: u32, offset: u64) {
         let mut partitions = self.partitions.lock().expect("tracker lock");
         partitions
@@ -46,7 +47,14 @@ impl OffsetTracker {
         let Some(track) = partitions.get_mut(&partition) else {
             return;
         };
-        if let Ok(index) = track.in_flight.binary_search_by_key(&offset, |(o, _)| *o) {
+        // Offsets are unique per partition. They ascend in delivery order on Kafka and the
+        // embedded broker; on Redis an entry reclaimed from a dead consumer comes after
+        // younger ones, so the search falls back to a scan.
+        let index = match track.in_flight.binary_search_by_key(&offset, |(o, _)| *o) {
+            Ok(index) => Some(index),
+            Err(_) => track.in_flight.iter().position(|(o, _)| *o == offset),
+        };
+        if let Some(index) = index {
             track.in_flight[index].1 = true;
         }
         while let Some(&(offset, true)) = track.in_flight.front() {

@@ -110,6 +110,16 @@ impl Worker {
                 let letter = failure.letter_for_undecodable(&record, &self.spec.dead_letter);
                 ending.dead_letter(FailureKind::Undecodable, letter);
             }
+            Body::Exhausted { event, deliveries } => {
+                let failure = ending.failure(
+                    FailureKind::DeliveriesExhausted,
+                    format!("delivered {deliveries} times without being finished: the consumers holding it stopped each time"),
+                    self.plugin.version(),
+                    deliveries,
+                );
+                let letter = failure.letter_for(&event, &self.spec.dead_letter);
+                ending.dead_letter(FailureKind::DeliveriesExhausted, letter);
+            }
             Body::Event(event) => match self.applied_before(&ending) {
                 None => {} // stopping: left unfinished
                 Some(Some(outbox)) => self.republish(ending, event, &outbox),

@@ -5,6 +5,7 @@ use super::board::{Board, View};
 use crate::broker::Broker;
 use crate::shutdown::Shutdown;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ const TICK: Duration = Duration::from_millis(500);
 /// Starts the sampler of `board` on `broker`; it ends when `stop` is set. `status_every`:
 /// how often to log the status line (`None`: never).
 pub(crate) fn spawn(
-    broker: Broker,
+    broker: Arc<dyn Broker>,
     board: Board,
     stop: Shutdown,
     status_every: Option<Duration>,
@@ -30,7 +31,7 @@ pub(crate) fn spawn(
             let mut status = StatusLine::new(&board.view());
             loop {
                 if depth_due <= Instant::now() {
-                    measure_depths(&broker, &board);
+                    measure_depths(&*broker, &board);
                     depth_due = Instant::now() + DEPTH_INTERVAL;
                 }
                 if let Some(every) = status_every
@@ -45,7 +46,7 @@ pub(crate) fn spawn(
         })
 }
 
-fn measure_depths(broker: &Broker, board: &Board) {
+fn measure_depths(broker: &dyn Broker, board: &Board) {
     let topics: BTreeSet<String> = board
         .view()
         .routes

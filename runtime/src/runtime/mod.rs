@@ -13,7 +13,7 @@ pub mod apply;
 pub mod plan;
 
 use crate::broker::edges::FileEdges;
-use crate::broker::{Broker, Source, check_connection};
+use crate::broker::{Broker, Source};
 use crate::config::BrokerKind;
 use crate::config::{Config, PluginConfig, RouteConfig};
 use crate::dispatch::publish::Publisher;
@@ -56,7 +56,7 @@ pub struct Runtime {
     config: Config,
     engine: PlexusEngine,
     state: Arc<dyn StateBackend>,
-    broker: Broker,
+    broker: Arc<dyn Broker>,
     publisher: Publisher,
     shutdown: Shutdown,
     plugins: BTreeMap<String, LivePlugin>,
@@ -99,8 +99,7 @@ impl Runtime {
                 (name.get_ref().clone(), live)
             })
             .collect();
-        check_connection(&config, &shutdown)?;
-        let broker = Broker::open(&config.spec.broker).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let broker = crate::broker::open(&config, &shutdown)?;
         let mut runtime = Runtime {
             publisher: Publisher::start(broker.sink())?,
             broker,
@@ -134,8 +133,8 @@ impl Runtime {
 
     /// The broker.
     #[cfg(feature = "testing")]
-    pub(crate) fn broker(&self) -> &Broker {
-        &self.broker
+    pub(crate) fn broker(&self) -> &dyn Broker {
+        &*self.broker
     }
 
     /// What operators see of this run: kept current as routes and plugins change.
@@ -212,7 +211,7 @@ impl Runtime {
             .iter()
             .map(|o| o.get_ref().clone())
             .collect();
-        self.edges = FileEdges::start_outputs(&self.broker, &outputs)?;
+        self.edges = FileEdges::start_outputs(&*self.broker, &outputs)?;
         for (name, settings) in self.config.spec.routes.clone() {
             let source = self
                 .broker
@@ -242,15 +241,11 @@ impl Runtime {
         Ok(self.broker.subscribe(topic, name)?)
     }
 
-    /// On Kafka with `create_topics`, creates the topics `config` reads or writes by name.
+    /// Makes sure the topics `config` reads or writes by name exist, where the broker
+    /// needs that (Kafka with `create_topics`).
     fn create_topics(&self, config: &Config) -> anyhow::Result<()> {
-        let broker = match &self.broker {
-            Broker::Kafka(kafka) if config.spec.broker.create_topics => kafka,
-            _ => return Ok(()),
-        };
-        let topics = config.named_topics();
-        broker
-            .ensure_topics(&topics, *config.spec.broker.partitions.get_ref())
+        self.broker
+            .ensure_topics(&config.named_topics())
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 

@@ -12,6 +12,8 @@
 use super::oauth::TokenSource;
 use super::roles::Role;
 use super::{KafkaSettings, client_config};
+use crate::broker::connect::ConnectError;
+use crate::config::Config;
 use crate::shutdown::Shutdown;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -33,44 +35,6 @@ pub struct ClusterInfo {
     pub brokers: usize,
     /// Topics that exist.
     pub topics: BTreeSet<String>,
-}
-
-/// Why the cluster could not be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConnectError {
-    /// Nothing usable answered in time, or something answered with a lasting refusal.
-    #[error("cannot connect to Kafka at {address}: {cause}")]
-    Unreachable {
-        /// `bootstrap_servers`.
-        address: String,
-        /// What librdkafka reported last, or that nothing answered in time.
-        cause: String,
-    },
-    /// The cluster answered, but topics Plexus reads or writes do not exist.
-    #[error(
-        "Kafka at {address} has no topic {} and create_topics is off: create {} or set create_topics = true",
-        quoted(.missing), if .missing.len() == 1 { "it" } else { "them" }
-    )]
-    MissingTopics {
-        /// `bootstrap_servers`.
-        address: String,
-        /// The topics not found.
-        missing: Vec<String>,
-    },
-    /// The process was asked to stop while the check waited.
-    #[error("stopped while connecting to Kafka at {address}")]
-    Stopped {
-        /// `bootstrap_servers`.
-        address: String,
-    },
-}
-
-fn quoted(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Records the causes librdkafka reports while the check runs.
@@ -115,6 +79,41 @@ fn is_lasting(code: Option<RDKafkaErrorCode>, reason: &str) -> bool {
         || reason.contains("SASL authentication error")
 }
 
+/// Reaches the cluster `[broker.kafka]` names (and, with `create_topics` off, finds every
+/// topic the config names) within `connect_timeout`, and says what it found.
+pub fn check(config: &Config, stop: &Shutdown) -> Result<String, ConnectError> {
+    let Some(kafka) = config.spec.broker.kafka() else {
+        return Ok("no [broker.kafka] table".into());
+    };
+    let needed = if kafka.create_topics {
+        Vec::new()
+    } else {
+        config.named_topics()
+    };
+    let settings = KafkaSettings::of(kafka);
+    let timeout = kafka.connect_timeout.get_ref().0;
+    let address = &settings.bootstrap_servers;
+    tracing::info!(%address, timeout_ms = timeout.as_millis() as u64, "connecting to Kafka");
+    let info = check_connection(&settings, &needed, timeout, stop)?;
+    tracing::info!(%address, brokers = info.brokers, "connected to Kafka");
+    let missing: Vec<String> = config
+        .named_topics()
+        .into_iter()
+        .filter(|t| !info.topics.contains(t))
+        .collect();
+    let mut line = format!("Kafka at {address}: {} broker(s)", info.brokers);
+    if missing.is_empty() {
+        line += ", every topic exists";
+    } else {
+        line += &format!(
+            ", {} created at start: {}",
+            missing.len(),
+            missing.join(", ")
+        );
+    }
+    Ok(line)
+}
+
 /// Connects to the cluster `settings` name and checks that every topic of `needed` exists,
 /// within `timeout`; gives up early when `stop` is set.
 pub fn check_connection(
@@ -125,6 +124,7 @@ pub fn check_connection(
 ) -> Result<ClusterInfo, ConnectError> {
     let address = settings.bootstrap_servers.clone();
     let unreachable = |cause: String| ConnectError::Unreachable {
+        broker: "Kafka",
         address: address.clone(),
         cause,
     };
@@ -139,7 +139,10 @@ pub fn check_connection(
     let started = Instant::now();
     loop {
         if stop.is_triggered() {
-            return Err(ConnectError::Stopped { address });
+            return Err(ConnectError::Stopped {
+                broker: "Kafka",
+                address,
+            });
         }
         let left = timeout.saturating_sub(started.elapsed());
         match client.client().fetch_metadata(None, STEP.min(left)) {
@@ -167,7 +170,10 @@ pub fn check_connection(
                 // Serve the error callback, so the causes are current; a request that failed
                 // at once (no broker up) should not make this loop spin.
                 if stop.wait_timeout(Duration::from_millis(50)) {
-                    return Err(ConnectError::Stopped { address });
+                    return Err(ConnectError::Stopped {
+                        broker: "Kafka",
+                        address,
+                    });
                 }
                 // One poll serves one event, and log events queue ahead of errors.
                 for _ in 0..EVENTS_PER_LOOK {

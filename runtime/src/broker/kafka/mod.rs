@@ -25,8 +25,9 @@ pub mod producer;
 pub mod roles;
 pub mod source;
 
-use super::BrokerError;
+use super::{Broker, BrokerError, Sink, Source};
 use crate::config::secret::Secret;
+use crate::config::{Config, KafkaConfig};
 use oauth::TokenSource;
 use producer::DeliveryContext;
 use rdkafka::ClientContext;
@@ -36,6 +37,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::ThreadedProducer;
 use roles::Role;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How to reach the cluster and how to name consumer groups.
@@ -57,6 +59,74 @@ pub struct KafkaSettings {
 pub struct KafkaBroker {
     settings: KafkaSettings,
     producer: ThreadedProducer<DeliveryContext>,
+}
+
+impl KafkaSettings {
+    /// How to reach the cluster `[broker.kafka]` describes.
+    pub fn of(config: &KafkaConfig) -> KafkaSettings {
+        KafkaSettings {
+            bootstrap_servers: config.bootstrap_servers().to_owned(),
+            group: config.group().to_owned(),
+            properties: config
+                .properties
+                .iter()
+                .map(|(key, value)| (key.get_ref().clone(), value.clone()))
+                .chain(config.security.properties.clone())
+                .collect(),
+            secrets: config.security.secrets.clone(),
+            tokens: TokenSource::new(config.security.oauth_token_file.clone()),
+        }
+    }
+}
+
+/// The Kafka broker a run uses: the shared producer, and what `ensure_topics` creates.
+pub struct Kafka {
+    broker: Arc<KafkaBroker>,
+    /// Partitions of the topics Plexus creates; `None` with `create_topics` off.
+    create_with: Option<u32>,
+}
+
+impl Kafka {
+    /// Opens the broker `config` names (its `[broker.kafka]` table).
+    pub fn open(config: &Config) -> Result<Kafka, BrokerError> {
+        let broker = &config.spec.broker;
+        let kafka = broker
+            .kafka()
+            .ok_or_else(|| BrokerError::Refused("no [broker.kafka] table".into()))?;
+        Ok(Kafka {
+            broker: Arc::new(KafkaBroker::connect(KafkaSettings::of(kafka))?),
+            create_with: kafka.create_topics.then_some(*broker.partitions.get_ref()),
+        })
+    }
+}
+
+impl Broker for Kafka {
+    fn kind(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn subscribe(&self, topic: &str, subscriber: &str) -> Result<Box<dyn Source>, BrokerError> {
+        Ok(Box::new(self.broker.subscribe(topic, subscriber)?))
+    }
+
+    fn sink(&self) -> Arc<dyn Sink> {
+        self.broker.clone()
+    }
+
+    fn ensure_topics(&self, topics: &[String]) -> Result<(), BrokerError> {
+        match self.create_with {
+            Some(partitions) => self.broker.ensure_topics(topics, partitions),
+            None => Ok(()),
+        }
+    }
+
+    fn depth(&self, topic: &str, timeout: Duration) -> Result<u64, BrokerError> {
+        self.broker.depth(topic, timeout)
+    }
+
+    fn publish_raw(&self, topic: &str, raw: &[u8]) -> Result<(), BrokerError> {
+        self.broker.publish_raw(topic, raw)
+    }
 }
 
 /// The settings for a client in `role`: the address, the properties for that role, secrets.

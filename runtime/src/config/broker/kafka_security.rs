@@ -1,23 +1,23 @@
-//! `[broker.tls]`, `[broker.sasl]` and `[broker.secrets]`: how Plexus proves who it is to a
+//! `[broker.kafka.tls]`, `[broker.kafka.sasl]` and `[broker.kafka.secrets]`: how Plexus proves who it is to a
 //! secured Kafka cluster, and where the secrets for that come from.
 //!
 //! Secrets are never written in `plexus.toml`: each names an environment variable (`*_env`)
 //! or a file (`*_file`, e.g. a mounted Kubernetes secret) that is read when the config is
-//! loaded (see [`super::secret`]). A secret put into `[broker.properties]` is an error.
+//! loaded (see [`crate::config::secret`]). A secret put into `[broker.kafka.properties]` is an error.
 //!
 //! [`resolve`] turns the tables into librdkafka properties (`security.protocol`, `ssl.*`,
 //! `sasl.*`), checking every file and secret up front so a mistake is reported with its
 //! file:line:col instead of as a handshake failure later.
 
-use super::BrokerConfig;
-use super::error::{ConfigError, Locator};
-use super::secret::{self, Secret, SecretSource, is_secret_property, jwt_claims};
+use super::KafkaConfig;
+use crate::config::error::{ConfigError, Locator};
+use crate::config::secret::{self, Secret, SecretSource, is_secret_property, jwt_claims};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
-/// `[broker.tls]`: connect over TLS (`security.protocol` `ssl`, or `sasl_ssl` with SASL).
+/// `[broker.kafka.tls]`: connect over TLS (`security.protocol` `ssl`, or `sasl_ssl` with SASL).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
@@ -38,7 +38,7 @@ pub struct TlsConfig {
     pub verify_hostname: bool,
 }
 
-/// `[broker.sasl]`: authenticate with SASL.
+/// `[broker.kafka.sasl]`: authenticate with SASL.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SaslConfig {
@@ -70,7 +70,7 @@ pub enum SaslMechanism {
     #[serde(rename = "SCRAM-SHA-512")]
     ScramSha512,
     /// Bearer tokens: a JWT read from `token_file`, or whatever `sasl.oauthbearer.*` in
-    /// `[broker.properties]` configures.
+    /// `[broker.kafka.properties]` configures.
     #[serde(rename = "OAUTHBEARER")]
     OAuthBearer,
 }
@@ -97,7 +97,7 @@ pub struct KafkaSecurity {
     pub oauth_token_file: Option<PathBuf>,
 }
 
-/// librdkafka properties the tables own: setting one in `[broker.properties]` as well would
+/// librdkafka properties the tables own: setting one in `[broker.kafka.properties]` as well would
 /// leave two answers to one question.
 const OWNED_BY_TLS: &[&str] = &[
     "security.protocol",
@@ -120,7 +120,7 @@ fn default_true() -> bool {
 /// Checks the security tables of `broker` and reads their files and secrets; paths are
 /// relative to `base_dir`. Every problem is reported, located in the file.
 pub(super) fn resolve(
-    broker: &BrokerConfig,
+    broker: &KafkaConfig,
     base_dir: &Path,
     at: &Locator<'_>,
 ) -> Result<KafkaSecurity, Vec<ConfigError>> {
@@ -159,7 +159,7 @@ pub(super) fn resolve(
         if taken.contains(&name) || resolver.security.properties.contains_key(name) {
             resolver.error(
                 key.span(),
-                format!("`{name}` is already set by `[broker.tls]` or `[broker.sasl]`"),
+                format!("`{name}` is already set by `[broker.kafka.tls]` or `[broker.kafka.sasl]`"),
             );
             continue;
         }
@@ -197,15 +197,15 @@ impl Resolver<'_> {
         }
     }
 
-    /// `[broker.properties]` may hold neither secrets nor what the tables set.
-    fn check_properties(&mut self, broker: &BrokerConfig) {
+    /// `[broker.kafka.properties]` may hold neither secrets nor what the tables set.
+    fn check_properties(&mut self, broker: &KafkaConfig) {
         for key in broker.properties.keys() {
             let name = key.get_ref().as_str();
             if is_secret_property(name) {
                 self.error(
                     key.span(),
                     format!(
-                        "`{name}` holds a secret, which does not belong in the config file: read it from the environment or a file with `[broker.secrets]` \"{name}\" = {{ env = \"NAME\" }} (or `password_env` in `[broker.sasl]`, `key_password_env` in `[broker.tls]`)"
+                        "`{name}` holds a secret, which does not belong in the config file: read it from the environment or a file with `[broker.kafka.secrets]` \"{name}\" = {{ env = \"NAME\" }} (or `password_env` in `[broker.kafka.sasl]`, `key_password_env` in `[broker.kafka.tls]`)"
                     ),
                 );
                 continue;
@@ -217,7 +217,7 @@ impl Resolver<'_> {
                 if present && owned.contains(&name) {
                     self.error(
                         key.span(),
-                        format!("`{name}` is set by `[broker.{table}]`; remove it from `[broker.properties]`"),
+                        format!("`{name}` is set by `[broker.kafka.{table}]`; remove it from `[broker.kafka.properties]`"),
                     );
                     break;
                 }
@@ -307,7 +307,7 @@ impl Resolver<'_> {
             {
                 self.error(
                     span,
-                    "OAUTHBEARER takes no username or password: give the token in `token_file`, or configure it with `sasl.oauthbearer.*` in `[broker.properties]` (client secrets in `[broker.secrets]`)".to_owned(),
+                    "OAUTHBEARER takes no username or password: give the token in `token_file`, or configure it with `sasl.oauthbearer.*` in `[broker.kafka.properties]` (client secrets in `[broker.kafka.secrets]`)".to_owned(),
                 );
             }
             return;
@@ -374,7 +374,7 @@ impl Resolver<'_> {
             .ok()
     }
 
-    /// One entry of `[broker.secrets]`.
+    /// One entry of `[broker.kafka.secrets]`.
     fn secret_property(&mut self, key: &Spanned<String>, source: &Spanned<SecretSource>) {
         let name = key.get_ref();
         let secret = match source.get_ref() {
