@@ -447,3 +447,87 @@ fn a_redis_server_killed_and_restarted_mid_stream_loses_nothing() {
     let echoes = check_all_echoed(&out, &sent, &log);
     println!("{echoes} echoes for 2000 events across a server restart");
 }
+
+/// The shard of `key` among `shards`: FNV-1a, as Plexus places events (written out here, so
+/// the test does not take Plexus's word for it).
+fn shard_of(key: &str, shards: u64) -> u64 {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash % shards
+}
+
+#[test]
+fn a_sharded_topic_keeps_each_keys_order_across_two_processes_and_a_kill() {
+    let _serial = serial();
+    let scenario = Scenario::new();
+    let input = unique("sharded-in");
+    let out = unique("sharded-out");
+    let dlq = unique("sharded-dlq");
+    // 2000 events over 20 keys, each key's `seq` rising; every event in its key's shard.
+    let sent: Vec<(String, String)> = (0..2000)
+        .map(|i| (format!("s-{i}"), format!("k{}", i % 20)))
+        .collect();
+    let mut script = String::new();
+    for (i, (id, key)) in sent.iter().enumerate() {
+        script += &format!(
+            "XADD {input}:{} * ce_specversion 1.0 ce_id {id} ce_type test.ok ce_source /test content-type application/json key {key} data \"{{\\\"seq\\\":{i}}}\"\n",
+            shard_of(key, 4)
+        );
+    }
+    pipe_commands(&script);
+    // The plugin rejects an event whose seq is not above the last one its key saw (kept in
+    // the shared state store): one key's events out of order would be dead-lettered.
+    let tables = format!(
+        "[broker.redis.topics.\"{input}\"]\nshards = 4\n[state]\nbackend = \"redis\"\nurl = \"{}\"\nprefix = \"{}\"\n{}dead_letter = \"{dlq}\"\n",
+        redis::url(),
+        unique("state"),
+        echo_route("r", &input, &out, 4_000_000)
+    );
+    let config = config(
+        &scenario,
+        "a.toml",
+        "idle_exit = \"6s\"",
+        "claim_idle = \"2s\"",
+        &tables,
+    );
+    let twin = scenario.file("b.toml", &std::fs::read_to_string(&config).unwrap());
+    // Started together, the two share the shards from the start.
+    let mut survivor = KillOnDrop(spawn_plexus(&config));
+    let mut victim = KillOnDrop(spawn_plexus(&twin));
+    assert!(wait_for_entries(&out, 600, Duration::from_secs(90)) >= 600);
+    let victim_log = std::fs::read_to_string(twin.with_extension("log")).unwrap();
+    assert!(
+        victim_log.contains("shards changed hands"),
+        "the second process was given shards: {victim_log}"
+    );
+    kill_hard(&mut victim.0);
+    assert_eq!(wait_exit(&mut survivor.0, Duration::from_secs(240)), 0);
+    let log = config.with_extension("log");
+    let entries = xrange(&out);
+    let seen: BTreeSet<String> = echoed(&entries).into_iter().collect();
+    let expected: BTreeSet<String> = sent.iter().map(|(id, _)| id.clone()).collect();
+    let missing: Vec<&String> = expected.difference(&seen).take(10).collect();
+    assert!(
+        missing.is_empty(),
+        "lost: {missing:?}\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let dead = xrange(&dlq);
+    assert!(
+        dead.is_empty(),
+        "no key went backwards: {:?}",
+        dead.iter()
+            .map(|d| d.get("ce_plexusdlqreason"))
+            .collect::<Vec<_>>()
+    );
+    let survivor_log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        survivor_log.matches("shards changed hands").count() >= 2,
+        "the survivor took shards at the start, and the dead one's later: {survivor_log}"
+    );
+    println!(
+        "{} echoes for 2000 events on 4 shards, two processes, one killed",
+        entries.len()
+    );
+}

@@ -19,11 +19,15 @@
 //! - this module: [`Redis`], the broker, and [`Topology`], which streams a topic is.
 //! - [`connect`]: reaching the server at start, or saying why not.
 //! - [`entry`]: the CloudEvents mapping of stream entries, and reply parsing.
+//! - [`link`]: a connection made again after it breaks.
+//! - [`shards`]: which consumer reads which shard of a sharded topic.
 //! - [`sink`]: the writer thread: pipelined `XADD`s, acknowledged per batch.
 //! - [`source`]: a subscriber's consumer: reading, acknowledging, reclaiming.
 
 pub mod connect;
 pub mod entry;
+pub mod link;
+pub mod shards;
 pub mod sink;
 pub mod source;
 
@@ -45,22 +49,27 @@ pub struct Topology {
 impl Topology {
     /// The streams of `topic`, shard by shard.
     pub fn streams(&self, topic: &str) -> Vec<String> {
-        match self.config.shards(topic) {
-            1 => vec![topic.to_owned()],
-            n => (0..n).map(|shard| format!("{topic}:{shard}")).collect(),
+        if !self.is_sharded(topic) {
+            return vec![topic.to_owned()];
         }
+        (0..self.config.shards(topic))
+            .map(|shard| format!("{topic}:{shard}"))
+            .collect()
+    }
+
+    /// Whether `topic` is split into shards, each read by one consumer of a route at a time.
+    pub fn is_sharded(&self, topic: &str) -> bool {
+        self.config.is_sharded(topic)
     }
 
     /// The stream an event of `topic` goes to: by its key's hash, or its id's when it has
     /// none (so the same event always lands in the same shard).
     pub fn stream_for(&self, topic: &str, key: Option<&[u8]>, id: &str) -> String {
-        match self.config.shards(topic) {
-            1 => topic.to_owned(),
-            n => {
-                let hash = key_hash(key.unwrap_or(id.as_bytes()));
-                format!("{topic}:{}", hash % u64::from(n))
-            }
+        if !self.is_sharded(topic) {
+            return topic.to_owned();
         }
+        let hash = key_hash(key.unwrap_or(id.as_bytes()));
+        format!("{topic}:{}", hash % u64::from(self.config.shards(topic)))
     }
 
     /// About how many entries each stream of `topic` keeps, if trimmed.
@@ -144,6 +153,7 @@ impl Broker for Redis {
             self.settings.clone(),
             topic,
             self.topology.streams(topic),
+            self.topology.is_sharded(topic),
             subscriber,
         )))
     }
@@ -193,7 +203,14 @@ mod tests {
 
     #[test]
     fn a_sharded_topic_spreads_by_key_and_keeps_a_key_in_one_stream() {
-        let t = topology("url = \"redis://x\"\n[topics.orders]\nshards = 4\n");
+        let t = topology(
+            "url = \"redis://x\"\n[topics.orders]\nshards = 4\n[topics.one]\nshards = 1\n",
+        );
+        assert_eq!(
+            t.streams("one"),
+            ["one:0"],
+            "one shard: still owned by one consumer"
+        );
         assert_eq!(
             t.streams("orders"),
             ["orders:0", "orders:1", "orders:2", "orders:3"]

@@ -3,19 +3,23 @@
 //!
 //! Each poll does, in this order, what is due:
 //! 1. every `claim_idle / 3`, resets the idle time of the entries it holds (`XCLAIM ...
-//!    JUSTID`, which does not count as a delivery), so a slow event is not taken from it;
+//!    JUSTID`, which does not count as a delivery), so a slow event is not taken from it,
+//!    and, on a sharded topic, renews, gives back and takes shards ([`super::shards`]);
 //! 2. after a rewind, reads its own pending entries again (`XREADGROUP ... 0`);
-//! 3. every `claim_idle / 2` (at most every 5 s), takes over entries other consumers held
-//!    unacknowledged for `claim_idle` (`XAUTOCLAIM`), handing out those delivered more than
-//!    `max_deliveries` times as [`Body::Exhausted`], and forgets consumers that hold nothing
-//!    and have been idle that long;
-//! 3. reads new entries (`XREADGROUP ... >`, blocking up to the poll's timeout).
+//! 3. on a shard just taken, takes over everything pending on it, from the start;
+//! 4. on a shared stream, every `claim_idle / 2` (at most every 5 s), takes over entries
+//!    other consumers held unacknowledged for `claim_idle` (`XAUTOCLAIM`), and forgets
+//!    consumers that hold nothing and have been idle that long;
+//! 5. reads new entries (`XREADGROUP ... >`, blocking up to the poll's timeout) of the
+//!    streams it reads: all of them, or on a sharded topic the shards it owns.
 //!
-//! A commit acknowledges (`XACK`), in delivery order, every entry up to the one the position
-//! names.
+//! Entries taken over that were delivered more than `max_deliveries` times are handed out
+//! as [`Body::Exhausted`]. A commit acknowledges (`XACK`), in delivery order, every entry up
+//! to the one the position names.
 
 use super::entry::{self, RawEntry, pack_id};
-use super::{IO_TIMEOUT, connection, unavailable};
+use super::link::Link;
+use super::shards::Ownership;
 use crate::broker::{Body, BrokerError, Delivery, Poll, Source, Undecodable};
 use crate::metrics::PartitionPosition;
 use redis::Value;
@@ -30,6 +34,12 @@ const MEASURE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The longest time between two reclaim rounds.
 const MAX_CLAIM_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long after its first round of step 1 a source runs the second.
+const FIRST_TICKS_APART: Duration = Duration::from_millis(500);
+
+/// Most ids in one `XACK` or `XCLAIM`.
+const IDS_PER_COMMAND: usize = 1024;
 
 /// Tells this process's consumers apart.
 static NEXT_CONSUMER: AtomicU64 = AtomicU64::new(0);
@@ -49,9 +59,8 @@ pub struct SourceSettings {
 
 /// One subscription.
 pub struct RedisSource {
-    client: redis::Client,
     settings: Arc<SourceSettings>,
-    con: Option<redis::Connection>,
+    link: Link,
     topic: String,
     /// One stream per partition (shard).
     streams: Vec<String>,
@@ -59,14 +68,21 @@ pub struct RedisSource {
     consumer: String,
     /// Whether every stream has the group.
     ready: bool,
+    /// On a sharded topic: the shards this consumer owns.
+    ownership: Option<Ownership>,
+    /// When step 1 runs next.
+    next_tick: Instant,
+    /// How many rounds of step 1 have run.
+    ticks: u32,
     /// Delivered and not yet acknowledged, per partition, in delivery order.
     held: Vec<VecDeque<(u64, String)>>,
     /// While rereading its own pending entries: where each stream's reading is.
     pending_from: Option<Vec<String>>,
+    /// Shards just taken: where taking over what is pending on each is.
+    takeover_from: Vec<Option<String>>,
     /// Where each stream's reclaiming is (`XAUTOCLAIM`'s cursor).
     claim_cursor: Vec<String>,
     claimed_at: Instant,
-    refreshed_at: Instant,
     measured_at: Option<Instant>,
     /// The last position committed per partition, until told to the dispatcher.
     committed: Vec<Option<u64>>,
@@ -75,12 +91,14 @@ pub struct RedisSource {
 }
 
 impl RedisSource {
-    /// A source reading `streams` (the shards of `topic`) for `subscriber`.
+    /// A source reading `streams` (the shards of `topic`; owned one consumer at a time if
+    /// `sharded`) for `subscriber`.
     pub fn new(
         client: redis::Client,
         settings: Arc<SourceSettings>,
         topic: &str,
         streams: Vec<String>,
+        sharded: bool,
         subscriber: &str,
     ) -> RedisSource {
         let consumer = format!(
@@ -88,44 +106,46 @@ impl RedisSource {
             settings.consumer_prefix,
             NEXT_CONSUMER.fetch_add(1, Ordering::Relaxed)
         );
+        let group = format!("{}.{subscriber}", settings.group);
         let shards = streams.len();
         RedisSource {
-            group: format!("{}.{subscriber}", settings.group),
-            client,
-            settings,
-            con: None,
+            ownership: sharded
+                .then(|| Ownership::new(&group, &streams, &consumer, settings.claim_idle)),
+            link: Link::new(client),
             topic: topic.to_owned(),
             held: vec![VecDeque::new(); shards],
             pending_from: None,
+            takeover_from: vec![None; shards],
             claim_cursor: vec!["0-0".to_owned(); shards],
             claimed_at: Instant::now(),
-            refreshed_at: Instant::now(),
             measured_at: None,
             committed: vec![None; shards],
             confirmed_at: Instant::now(),
             paused: false,
-            streams,
-            consumer,
+            next_tick: Instant::now(),
+            ticks: 0,
             ready: false,
+            settings,
+            streams,
+            group,
+            consumer,
         }
     }
 
-    /// Runs `cmd`, connecting first if needed; a failed connection is dropped so the next
-    /// command starts afresh.
+    /// Runs `cmd`; a stream or group deleted meanwhile is made again before the next read.
     fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, BrokerError> {
-        if self.con.is_none() {
-            self.con = Some(connection(&self.client, IO_TIMEOUT)?);
-        }
-        let con = self.con.as_mut().expect("connected above");
-        cmd.query(con).map_err(|error| {
-            if error.code() == Some("NOGROUP") {
-                // The stream or its group was deleted: make them again.
+        self.link.query(cmd).inspect_err(|error| {
+            if error.to_string().contains("NOGROUP") {
                 self.ready = false;
-            } else if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() {
-                self.con = None;
             }
-            unavailable(error)
         })
+    }
+
+    /// The partitions (shards) this consumer reads now.
+    fn readable(&self) -> Vec<usize> {
+        (0..self.streams.len())
+            .filter(|&p| self.ownership.as_ref().is_none_or(|o| o.owns(p)))
+            .collect()
     }
 
     /// Creates the group on every stream (from the stream's first entry, like Kafka's
@@ -135,15 +155,14 @@ impl RedisSource {
             return Ok(());
         }
         for stream in self.streams.clone() {
-            let created = self.query::<()>(
-                redis::cmd("XGROUP")
-                    .arg("CREATE")
-                    .arg(&stream)
-                    .arg(&self.group)
-                    .arg("0")
-                    .arg("MKSTREAM"),
-            );
-            match created {
+            let mut create = redis::cmd("XGROUP");
+            create
+                .arg("CREATE")
+                .arg(&stream)
+                .arg(&self.group)
+                .arg("0")
+                .arg("MKSTREAM");
+            match self.link.query::<()>(&create) {
                 Ok(()) => tracing::info!(%stream, group = %self.group, "consumer group created"),
                 Err(error) if error.to_string().contains("BUSYGROUP") => {}
                 Err(error) => return Err(error),
@@ -154,8 +173,8 @@ impl RedisSource {
         Ok(())
     }
 
-    /// Turns entries read from partition `partition` into deliveries, holding each until it
-    /// is acknowledged; `deliveries` gives how often each was delivered, when known.
+    /// Turns entries read from `partition` into deliveries, holding each until it is
+    /// acknowledged; `deliveries` gives how often each was delivered.
     fn deliveries(
         &mut self,
         partition: usize,
@@ -165,54 +184,47 @@ impl RedisSource {
         let mut out = Vec::with_capacity(entries.len());
         for raw in entries {
             let Some(offset) = pack_id(&raw.id) else {
+                tracing::error!(stream = %self.streams[partition], id = %raw.id, "an entry id that is not MS-SEQ: skipped");
                 continue;
             };
             self.held[partition].push_back((offset, raw.id.clone()));
-            let partition = partition as u32;
-            let Some(fields) = raw.fields else {
-                // Trimmed away while pending: nothing left to handle.
-                out.push(self.undecodable(
-                    partition,
+            let body = match raw.fields {
+                None => undecodable(
+                    &self.topic,
                     offset,
                     Vec::new(),
-                    Vec::new(),
+                    None,
                     "the entry was trimmed away (MAXLEN) before it was handled".into(),
-                ));
-                continue;
-            };
-            let body = match entry::decode(&fields, &self.topic, partition, offset) {
-                Ok(event) => {
-                    let count = deliveries(&raw.id);
-                    if count > self.settings.max_deliveries {
-                        Body::Exhausted {
-                            event: Arc::new(event),
-                            deliveries: count,
+                ),
+                Some(fields) => match entry::decode(&fields, &self.topic, partition as u32, offset)
+                {
+                    Ok(event) => {
+                        let count = deliveries(&raw.id);
+                        if count > self.settings.max_deliveries {
+                            Body::Exhausted {
+                                event: Arc::new(event),
+                                deliveries: count,
+                            }
+                        } else {
+                            Body::Event(Arc::new(event))
                         }
-                    } else {
-                        Body::Event(Arc::new(event))
                     }
-                }
-                Err(reason) => {
-                    let key = fields
-                        .iter()
-                        .find(|(n, _)| n == b"key")
-                        .map(|(_, v)| v.clone());
-                    let raw = match fields.as_slice() {
-                        [(name, data)] if name == b"data" => data.clone(),
-                        _ => entry::as_json(&fields),
-                    };
-                    out.push(self.undecodable(
-                        partition,
-                        offset,
-                        raw,
-                        key.into_iter().collect(),
-                        reason,
-                    ));
-                    continue;
-                }
+                    Err(reason) => {
+                        let key = fields
+                            .iter()
+                            .find(|(n, _)| n == b"key")
+                            .map(|(_, v)| v.clone());
+                        // A lone `data` field is kept as it was; other entries as JSON.
+                        let raw = match fields.as_slice() {
+                            [(name, data)] if name == b"data" => data.clone(),
+                            _ => entry::as_json(&fields),
+                        };
+                        undecodable(&self.topic, offset, raw, key, reason)
+                    }
+                },
             };
             out.push(Delivery {
-                partition,
+                partition: partition as u32,
                 offset,
                 body,
             });
@@ -220,34 +232,16 @@ impl RedisSource {
         out
     }
 
-    fn undecodable(
-        &self,
-        partition: u32,
-        offset: u64,
-        raw: Vec<u8>,
-        key: Vec<Vec<u8>>,
-        reason: String,
-    ) -> Delivery {
-        Delivery {
-            partition,
-            offset,
-            body: Body::Undecodable(Arc::new(Undecodable {
-                topic: self.topic.clone(),
-                key: key.into_iter().next(),
-                headers: Vec::new(),
-                raw,
-                reason: format!("entry {}: {reason}", entry::unpack_id(offset)),
-            })),
-        }
-    }
-
-    /// `XREADGROUP` from `ids` (one per stream): `>` for new entries, an id for own pending.
+    /// `XREADGROUP` of the streams of `partitions`, from `ids` (one per partition): `>` for
+    /// new entries, an id for own pending.
     fn read(
         &mut self,
         max: usize,
         block: Option<Duration>,
+        partitions: &[usize],
         ids: &[String],
-    ) -> Result<Vec<(usize, Vec<RawEntry>)>, BrokerError> {
+    ) -> Result<Vec<Delivery>, BrokerError> {
+        let streams: Vec<&String> = partitions.iter().map(|&p| &self.streams[p]).collect();
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(&self.group)
@@ -257,28 +251,25 @@ impl RedisSource {
         if let Some(block) = block {
             cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
         }
-        cmd.arg("STREAMS").arg(&self.streams).arg(ids);
+        cmd.arg("STREAMS").arg(&streams).arg(ids);
         let reply: Value = self.query(&cmd)?;
-        Ok(entry::read_reply(&reply)
-            .into_iter()
-            .filter_map(|(stream, entries)| {
-                let partition = self.streams.iter().position(|s| *s == stream)?;
-                Some((partition, entries))
-            })
-            .collect())
+        let mut out = Vec::new();
+        for (stream, entries) in entry::read_reply(&reply) {
+            if let Some(partition) = self.streams.iter().position(|s| *s == stream) {
+                out.extend(self.deliveries(partition, entries, &|_| 1));
+            }
+        }
+        Ok(out)
     }
 
     /// Step 1: resets the idle time of every entry held.
     fn refresh_held(&mut self) -> Result<(), BrokerError> {
         for partition in 0..self.streams.len() {
-            if self.held[partition].is_empty() {
-                continue;
-            }
             let ids: Vec<String> = self.held[partition]
                 .iter()
                 .map(|(_, id)| id.clone())
                 .collect();
-            for chunk in ids.chunks(1024) {
+            for chunk in ids.chunks(IDS_PER_COMMAND) {
                 let mut cmd = redis::cmd("XCLAIM");
                 cmd.arg(&self.streams[partition])
                     .arg(&self.group)
@@ -292,55 +283,116 @@ impl RedisSource {
         Ok(())
     }
 
-    /// Step 2: own pending entries, until none is left.
-    fn read_own_pending(&mut self, max: usize) -> Result<Vec<Delivery>, BrokerError> {
-        let Some(from) = self.pending_from.clone() else {
-            return Ok(Vec::new());
+    /// Step 1 on a sharded topic: settles which shards this consumer reads.
+    fn settle_shards(&mut self) -> Result<(), BrokerError> {
+        let Some(mut ownership) = self.ownership.take() else {
+            return Ok(());
         };
-        let read = self.read(max, None, &from)?;
-        let mut out = Vec::new();
-        let mut next = from;
-        for (partition, entries) in read {
-            if let Some(last) = entries.last() {
-                next[partition] = last.id.clone();
-            }
-            out.extend(self.deliveries(partition, entries, &|_| 1));
+        let idle: Vec<bool> = self.held.iter().map(VecDeque::is_empty).collect();
+        let changes = ownership.tick(&mut self.link, &|shard| idle[shard]);
+        self.ownership = Some(ownership);
+        let changes = changes?;
+        for &shard in &changes.gained {
+            self.takeover_from[shard] = Some("0-0".to_owned());
         }
-        self.pending_from = if out.is_empty() { None } else { Some(next) };
-        Ok(out)
+        for &shard in &changes.lost {
+            self.takeover_from[shard] = None;
+        }
+        if !changes.gained.is_empty() || !changes.lost.is_empty() {
+            tracing::info!(topic = %self.topic, group = %self.group, consumer = %self.consumer, gained = ?changes.gained, lost = ?changes.lost, reading = ?self.readable(), "shards changed hands");
+        }
+        Ok(())
     }
 
-    /// Step 3: entries dead consumers left behind.
+    /// Step 2: own pending entries, until none is left.
+    fn read_own_pending(&mut self, max: usize) -> Result<Vec<Delivery>, BrokerError> {
+        let Some(mut from) = self.pending_from.clone() else {
+            return Ok(Vec::new());
+        };
+        let partitions = self.readable();
+        let ids: Vec<String> = partitions.iter().map(|&p| from[p].clone()).collect();
+        let read = if partitions.is_empty() {
+            Vec::new()
+        } else {
+            self.read(max, None, &partitions, &ids)?
+        };
+        for delivery in &read {
+            from[delivery.partition as usize] = entry::unpack_id(delivery.offset);
+        }
+        self.pending_from = (!read.is_empty()).then_some(from);
+        Ok(read)
+    }
+
+    /// Takes over, on `partition`, entries idle for `min_idle` or more, from `cursor`;
+    /// returns them as deliveries and where to go on (`0-0` once the end is reached).
+    fn claim(
+        &mut self,
+        partition: usize,
+        min_idle: Duration,
+        cursor: &str,
+        max: usize,
+    ) -> Result<(Vec<Delivery>, String), BrokerError> {
+        let stream = self.streams[partition].clone();
+        let mut cmd = redis::cmd("XAUTOCLAIM");
+        cmd.arg(&stream)
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg(min_idle.as_millis() as u64)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(max);
+        let reply: Value = self.query(&cmd)?;
+        let parts = entry::items(&reply);
+        let next = parts
+            .first()
+            .and_then(entry::text)
+            .unwrap_or_else(|| "0-0".to_owned());
+        let claimed = parts.get(1).map(entry::entries).unwrap_or_default();
+        if claimed.is_empty() {
+            return Ok((Vec::new(), next));
+        }
+        let counts = self.delivery_counts(&stream, &claimed)?;
+        tracing::warn!(%stream, group = %self.group, entries = claimed.len(), "took over entries a stopped consumer held");
+        let deliveries = self.deliveries(partition, claimed, &|id| {
+            counts.iter().find(|(i, _)| i == id).map_or(1, |(_, n)| *n)
+        });
+        Ok((deliveries, next))
+    }
+
+    /// Step 3: on shards just taken, everything pending, idle or not (whoever held it gave
+    /// the shard up or died).
+    fn take_over(&mut self, max: usize) -> Result<Vec<Delivery>, BrokerError> {
+        for partition in 0..self.streams.len() {
+            let Some(cursor) = self.takeover_from[partition].clone() else {
+                continue;
+            };
+            let (claimed, next) = self.claim(partition, Duration::ZERO, &cursor, max)?;
+            if next == "0-0" {
+                self.takeover_from[partition] = None;
+                let stream = self.streams[partition].clone();
+                self.forget_idle_consumers(&stream)?;
+            } else {
+                self.takeover_from[partition] = Some(next);
+            }
+            if !claimed.is_empty() {
+                return Ok(claimed);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// Step 4: entries dead consumers left behind on shared streams.
     fn reclaim(&mut self, max: usize) -> Result<Vec<Delivery>, BrokerError> {
-        let idle = self.settings.claim_idle.as_millis() as u64;
         let mut out = Vec::new();
         for partition in 0..self.streams.len() {
-            let stream = self.streams[partition].clone();
-            let reply: Value = self.query(
-                redis::cmd("XAUTOCLAIM")
-                    .arg(&stream)
-                    .arg(&self.group)
-                    .arg(&self.consumer)
-                    .arg(idle)
-                    .arg(&self.claim_cursor[partition])
-                    .arg("COUNT")
-                    .arg(max),
-            )?;
-            let parts = entry::items(&reply);
-            self.claim_cursor[partition] = parts
-                .first()
-                .and_then(entry::text)
-                .unwrap_or_else(|| "0-0".to_owned());
-            let claimed = parts.get(1).map(entry::entries).unwrap_or_default();
-            if claimed.is_empty() {
-                continue;
+            let cursor = self.claim_cursor[partition].clone();
+            let (claimed, next) = self.claim(partition, self.settings.claim_idle, &cursor, max)?;
+            self.claim_cursor[partition] = next;
+            if !claimed.is_empty() {
+                out.extend(claimed);
+                let stream = self.streams[partition].clone();
+                self.forget_idle_consumers(&stream)?;
             }
-            let counts = self.delivery_counts(&stream, &claimed)?;
-            tracing::warn!(%stream, group = %self.group, entries = claimed.len(), "took over entries a stopped consumer held");
-            out.extend(self.deliveries(partition, claimed, &|id| {
-                counts.iter().find(|(i, _)| i == id).map_or(1, |(_, n)| *n)
-            }));
-            self.forget_idle_consumers(&stream)?;
         }
         Ok(out)
     }
@@ -354,15 +406,14 @@ impl RedisSource {
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return Ok(Vec::new());
         };
-        let reply: Value = self.query(
-            redis::cmd("XPENDING")
-                .arg(stream)
-                .arg(&self.group)
-                .arg(&first.id)
-                .arg(&last.id)
-                .arg(entries.len())
-                .arg(&self.consumer),
-        )?;
+        let mut cmd = redis::cmd("XPENDING");
+        cmd.arg(stream)
+            .arg(&self.group)
+            .arg(&first.id)
+            .arg(&last.id)
+            .arg(entries.len())
+            .arg(&self.consumer);
+        let reply: Value = self.query(&cmd)?;
         Ok(entry::items(&reply)
             .iter()
             .filter_map(|row| {
@@ -379,12 +430,9 @@ impl RedisSource {
     /// `claim_idle` (processes gone), so the group's list stays short. Deleting one that is
     /// alive after all costs nothing: it is made again on its next read.
     fn forget_idle_consumers(&mut self, stream: &str) -> Result<(), BrokerError> {
-        let reply: Value = self.query(
-            redis::cmd("XINFO")
-                .arg("CONSUMERS")
-                .arg(stream)
-                .arg(&self.group),
-        )?;
+        let mut cmd = redis::cmd("XINFO");
+        cmd.arg("CONSUMERS").arg(stream).arg(&self.group);
+        let reply: Value = self.query(&cmd)?;
         let idle = self.settings.claim_idle.as_millis() as i64;
         for consumer in entry::items(&reply) {
             let fields = entry::fields_of(consumer);
@@ -397,13 +445,13 @@ impl RedisSource {
                 continue;
             };
             if name != self.consumer && pending == 0 && since >= idle {
-                self.query::<Value>(
-                    redis::cmd("XGROUP")
-                        .arg("DELCONSUMER")
-                        .arg(stream)
-                        .arg(&self.group)
-                        .arg(&name),
-                )?;
+                let mut delete = redis::cmd("XGROUP");
+                delete
+                    .arg("DELCONSUMER")
+                    .arg(stream)
+                    .arg(&self.group)
+                    .arg(&name);
+                self.query::<Value>(&delete)?;
             }
         }
         Ok(())
@@ -412,14 +460,62 @@ impl RedisSource {
     fn claim_interval(&self) -> Duration {
         (self.settings.claim_idle / 2).min(MAX_CLAIM_INTERVAL)
     }
+
+    /// The group's counters on `stream` (`XINFO GROUPS`): entries read, pending, lag.
+    fn group_counters(&mut self, stream: &str) -> Option<(u64, u64, u64)> {
+        let mut cmd = redis::cmd("XINFO");
+        cmd.arg("GROUPS").arg(stream);
+        let reply: Value = self.query(&cmd).ok()?;
+        let group = entry::items(&reply).iter().find(|g| {
+            entry::fields_of(g)
+                .iter()
+                .any(|(n, v)| n == "name" && entry::text(v).as_deref() == Some(&self.group))
+        })?;
+        let fields = entry::fields_of(group);
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, v)| entry::integer(v))
+                .unwrap_or(0)
+                .max(0) as u64
+        };
+        Some((get("entries-read"), get("pending"), get("lag")))
+    }
+}
+
+/// An entry that is not an event, kept to be dead-lettered.
+fn undecodable(
+    topic: &str,
+    offset: u64,
+    raw: Vec<u8>,
+    key: Option<Vec<u8>>,
+    reason: String,
+) -> Body {
+    Body::Undecodable(Arc::new(Undecodable {
+        topic: topic.to_owned(),
+        key,
+        headers: Vec::new(),
+        raw,
+        reason: format!("entry {}: {reason}", entry::unpack_id(offset)),
+    }))
 }
 
 impl Source for RedisSource {
     fn poll(&mut self, max: usize, timeout: Duration) -> Result<Poll, BrokerError> {
         self.ensure_ready()?;
-        if self.refreshed_at.elapsed() >= self.settings.claim_idle / 3 {
+        if Instant::now() >= self.next_tick {
             self.refresh_held()?;
-            self.refreshed_at = Instant::now();
+            self.settle_shards()?;
+            self.ticks += 1;
+            // The second round soon after the first, which only registers (see `shards`).
+            let every = self.settings.claim_idle / 3;
+            self.next_tick = Instant::now()
+                + if self.ticks == 1 {
+                    every.min(FIRST_TICKS_APART)
+                } else {
+                    every
+                };
         }
         if self.paused || max == 0 {
             std::thread::sleep(timeout.min(Duration::from_millis(100)));
@@ -429,23 +525,33 @@ impl Source for RedisSource {
         if !own.is_empty() {
             return Ok(Poll::Records(own));
         }
-        if self.claimed_at.elapsed() >= self.claim_interval() {
+        let taken = self.take_over(max)?;
+        if !taken.is_empty() {
+            return Ok(Poll::Records(taken));
+        }
+        if self.ownership.is_none() && self.claimed_at.elapsed() >= self.claim_interval() {
             self.claimed_at = Instant::now();
             let claimed = self.reclaim(max)?;
             if !claimed.is_empty() {
                 return Ok(Poll::Records(claimed));
             }
         }
-        let new = vec![">".to_owned(); self.streams.len()];
-        let read = self.read(max, Some(timeout), &new)?;
-        let mut out = Vec::new();
-        for (partition, entries) in read {
-            out.extend(self.deliveries(partition, entries, &|_| 1));
+        // New entries only of shards whose pending entries are all taken over.
+        let partitions: Vec<usize> = self
+            .readable()
+            .into_iter()
+            .filter(|&p| self.takeover_from[p].is_none())
+            .collect();
+        if partitions.is_empty() {
+            std::thread::sleep(timeout);
+            return Ok(Poll::Idle);
         }
-        Ok(if out.is_empty() {
+        let new = vec![">".to_owned(); partitions.len()];
+        let read = self.read(max, Some(timeout), &partitions, &new)?;
+        Ok(if read.is_empty() {
             Poll::Idle
         } else {
-            Poll::Records(out)
+            Poll::Records(read)
         })
     }
 
@@ -464,7 +570,7 @@ impl Source for RedisSource {
                 .take(last + 1)
                 .map(|(_, id)| id.clone())
                 .collect();
-            for chunk in ids.chunks(1024) {
+            for chunk in ids.chunks(IDS_PER_COMMAND) {
                 let mut cmd = redis::cmd("XACK");
                 cmd.arg(&self.streams[p]).arg(&self.group).arg(chunk);
                 self.query::<Value>(&cmd)?;
@@ -487,11 +593,9 @@ impl Source for RedisSource {
             let Some(next) = self.committed[p] else {
                 continue;
             };
-            let Ok(summary) = self.query::<Value>(
-                redis::cmd("XPENDING")
-                    .arg(&self.streams[p])
-                    .arg(&self.group),
-            ) else {
+            let mut cmd = redis::cmd("XPENDING");
+            cmd.arg(&self.streams[p]).arg(&self.group);
+            let Ok(summary) = self.query::<Value>(&cmd) else {
                 return out;
             };
             let summary = entry::items(&summary);
@@ -522,53 +626,42 @@ impl Source for RedisSource {
         self.paused = paused;
     }
 
-    /// Leaves the group if it holds nothing (what it holds stays pending under its name, for
-    /// another consumer to take over after `claim_idle`).
+    /// Leaves the group, and gives its shards back, if it holds nothing (what it holds stays
+    /// pending under its name, for another consumer to take over after `claim_idle`).
     fn close(&mut self) -> Result<(), BrokerError> {
-        if self.held.iter().all(VecDeque::is_empty) {
-            for stream in self.streams.clone() {
-                let mut cmd = redis::cmd("XGROUP");
-                cmd.arg("DELCONSUMER")
-                    .arg(&stream)
-                    .arg(&self.group)
-                    .arg(&self.consumer);
-                // Only an idle consumer's own pending count can be lost here, and it has
-                // none: every entry it read was acknowledged.
-                self.query::<Value>(&cmd)?;
-            }
+        if !self.held.iter().all(VecDeque::is_empty) {
+            return Ok(());
+        }
+        if let Some(mut ownership) = self.ownership.take() {
+            ownership.release_all(&mut self.link)?;
+        }
+        for stream in self.streams.clone() {
+            // Only a consumer's own pending entries go with it, and it has none.
+            let mut cmd = redis::cmd("XGROUP");
+            cmd.arg("DELCONSUMER")
+                .arg(&stream)
+                .arg(&self.group)
+                .arg(&self.consumer);
+            self.query::<Value>(&cmd)?;
         }
         Ok(())
     }
 
+    /// The group's position on each stream read (Redis 7 counters): committed is what the
+    /// group read minus what is pending, the end what it read plus its lag.
     fn positions(&mut self) -> Option<Vec<PartitionPosition>> {
-        if self
-            .measured_at
-            .is_some_and(|at| at.elapsed() < MEASURE_INTERVAL)
-            || !self.ready
+        if !self.ready
+            || self
+                .measured_at
+                .is_some_and(|at| at.elapsed() < MEASURE_INTERVAL)
         {
             return None;
         }
         self.measured_at = Some(Instant::now());
         let mut out = Vec::new();
-        for p in 0..self.streams.len() {
-            let reply: Value = self
-                .query(redis::cmd("XINFO").arg("GROUPS").arg(&self.streams[p]))
-                .ok()?;
-            let group = entry::items(&reply).iter().find(|g| {
-                entry::fields_of(g)
-                    .iter()
-                    .any(|(n, v)| n == "name" && entry::text(v).as_deref() == Some(&self.group))
-            })?;
-            let fields = entry::fields_of(group);
-            let get = |name: &str| {
-                fields
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .and_then(|(_, v)| entry::integer(v))
-            };
-            let read = get("entries-read").unwrap_or(0).max(0) as u64;
-            let pending = get("pending").unwrap_or(0).max(0) as u64;
-            let lag = get("lag").unwrap_or(0).max(0) as u64;
+        for p in self.readable() {
+            let stream = self.streams[p].clone();
+            let (read, pending, lag) = self.group_counters(&stream)?;
             out.push(PartitionPosition {
                 partition: p as u32,
                 committed: read.saturating_sub(pending),
@@ -579,6 +672,6 @@ impl Source for RedisSource {
     }
 
     fn is_assigned(&self) -> bool {
-        self.ready
+        self.ready && self.ticks >= if self.ownership.is_some() { 2 } else { 1 }
     }
 }

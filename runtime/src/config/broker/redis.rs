@@ -45,8 +45,9 @@ pub struct RedisConfig {
 #[serde(deny_unknown_fields)]
 pub struct RedisTopic {
     /// `shards = 4`: the topic is this many streams, `TOPIC:0` to `TOPIC:N-1`, an event
-    /// going to the one its key hashes to, so per-key order holds across processes.
-    /// Default 1: the topic is the stream `TOPIC`.
+    /// going to the one its key hashes to, and each read by one consumer of a route at a
+    /// time, so per-key order holds across processes. Unset: the topic is the stream
+    /// `TOPIC`, shared by all the route's consumers.
     pub shards: Option<Spanned<u32>>,
     /// `maxlen = 100000`: trim this topic's streams to about this many entries each.
     pub maxlen: Option<Spanned<u64>>,
@@ -73,6 +74,12 @@ impl RedisConfig {
     /// The consumer-group prefix (`plexus` unless set).
     pub fn group(&self) -> &str {
         self.group.as_ref().map_or("plexus", |g| g.get_ref())
+    }
+
+    /// Whether `topic` is split into shards (`shards` set, even to 1): then its streams are
+    /// `TOPIC:N`, and each is read by one consumer of a route at a time.
+    pub fn is_sharded(&self, topic: &str) -> bool {
+        self.topic(topic).is_some_and(|t| t.shards.is_some())
     }
 
     /// How many streams `topic` is split into.
