@@ -68,34 +68,76 @@ fn echo_route(route: &str, topic: &str, out: &str, spin: u64) -> String {
     )
 }
 
-/// `XINFO GROUPS stream` as name → (pending, lag).
-fn groups(stream: &str) -> BTreeMap<String, (i64, i64)> {
+/// The `group = "..."` of a config written by [`config`].
+fn group_of(config: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(config).unwrap();
+    let line = text.lines().find(|l| l.starts_with("group = ")).unwrap();
+    line.trim_start_matches("group = ")
+        .trim_matches('"')
+        .to_owned()
+}
+
+/// Waits until `log` has a line containing `text`, up to `timeout`.
+fn wait_for_log(log: &std::path::Path, text: &str, timeout: Duration) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed() < timeout {
+        if std::fs::read_to_string(log).is_ok_and(|l| l.contains(text)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A reply of `redis-cli --json` that lists maps: each as (name → value), whether it came as
+/// an object (RESP3) or a flat list (RESP2).
+fn maps(args: &[&str]) -> Vec<BTreeMap<String, serde_json::Value>> {
     let out = std::process::Command::new("redis-cli")
-        .args(["-u", redis::url(), "--json", "XINFO", "GROUPS", stream])
+        .args(["-u", redis::url(), "--json"])
+        .args(args)
         .output()
         .unwrap();
-    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     reply
         .as_array()
-        .unwrap()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
         .iter()
-        .map(|group| {
-            // RESP3 maps come as objects, RESP2 as flat lists.
-            let get = |name: &str| -> serde_json::Value {
-                if let Some(object) = group.as_object() {
-                    return object.get(name).cloned().unwrap_or_default();
-                }
-                let flat = group.as_array().unwrap();
-                flat.chunks(2)
-                    .find(|pair| pair[0] == name)
-                    .map(|pair| pair[1].clone())
-                    .unwrap_or_default()
-            };
+        .map(|item| match item {
+            serde_json::Value::Object(object) => object.clone().into_iter().collect(),
+            other => other
+                .as_array()
+                .unwrap()
+                .chunks(2)
+                .map(|pair| (pair[0].as_str().unwrap().to_owned(), pair[1].clone()))
+                .collect(),
+        })
+        .collect()
+}
+
+/// `XINFO CONSUMERS stream group` as (name, pending).
+fn consumers(stream: &str, group: &str) -> Vec<(String, i64)> {
+    maps(&["XINFO", "CONSUMERS", stream, group])
+        .into_iter()
+        .map(|c| {
             (
-                get("name").as_str().unwrap().to_owned(),
+                c["name"].as_str().unwrap().to_owned(),
+                c["pending"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// `XINFO GROUPS stream` as name → (pending, lag).
+fn groups(stream: &str) -> BTreeMap<String, (i64, i64)> {
+    maps(&["XINFO", "GROUPS", stream])
+        .into_iter()
+        .map(|g| {
+            (
+                g["name"].as_str().unwrap().to_owned(),
                 (
-                    get("pending").as_i64().unwrap_or(-1),
-                    get("lag").as_i64().unwrap_or(-1),
+                    g["pending"].as_i64().unwrap_or(-1),
+                    g["lag"].as_i64().unwrap_or(-1),
                 ),
             )
         })
@@ -386,12 +428,11 @@ fn the_survivor_of_two_processes_takes_over_what_the_killed_one_held() {
     let input = unique("pair-in");
     let out = unique("pair-out");
     let sent = events("p", 2000, "test.ok");
-    add_events(&input, &sent);
     let tables = echo_route("r", &input, &out, 4_000_000);
     let config = config(
         &scenario,
         "a.toml",
-        "idle_exit = \"6s\"",
+        "idle_exit = \"10s\"",
         "claim_idle = \"2s\"",
         &tables,
     );
@@ -399,12 +440,37 @@ fn the_survivor_of_two_processes_takes_over_what_the_killed_one_held() {
     let twin = scenario.file("b.toml", &std::fs::read_to_string(&config).unwrap());
     let mut survivor = KillOnDrop(spawn_plexus(&config));
     let mut victim = KillOnDrop(spawn_plexus(&twin));
-    assert!(wait_for_entries(&out, 400, Duration::from_secs(60)) >= 400);
-    let victim_log = std::fs::read_to_string(twin.with_extension("log")).unwrap();
-    assert!(
-        victim_log.contains("reading"),
-        "the second process reads too: {victim_log}"
-    );
+    // Entries arrive while both read, so Redis hands them to both.
+    for (log, name) in [(&config, "first"), (&twin, "second")] {
+        assert!(
+            wait_for_log(
+                &log.with_extension("log"),
+                "reading",
+                Duration::from_secs(60)
+            ),
+            "the {name} process reads"
+        );
+    }
+    for batch in sent.chunks(100) {
+        add_events(&input, batch);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let group = format!("{}.r", group_of(&config));
+    let victim_pid = format!("-{}-", victim.0.id());
+    let holds = || {
+        consumers(&input, &group)
+            .iter()
+            .any(|(name, pending)| name.contains(&victim_pid) && *pending > 0)
+    };
+    let started = std::time::Instant::now();
+    while !holds() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the second process holds entries: {:?}",
+            consumers(&input, &group)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     kill_hard(&mut victim.0);
     assert_eq!(wait_exit(&mut survivor.0, Duration::from_secs(240)), 0);
     let log = config.with_extension("log");
@@ -529,5 +595,55 @@ fn a_sharded_topic_keeps_each_keys_order_across_two_processes_and_a_kill() {
     println!(
         "{} echoes for 2000 events on 4 shards, two processes, one killed",
         entries.len()
+    );
+}
+
+#[test]
+fn check_connect_reaches_the_server_or_names_the_address_and_the_cause() {
+    let scenario = Scenario::new();
+    let tables = echo_route("r", "in", "out", 0);
+    let reachable = config(&scenario, "up.toml", "", "", &tables);
+    let out = plexus_tests::plexus_command()
+        .args(["check", "--connect", "--config"])
+        .arg(&reachable)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("broker: Redis at redis://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("connect: Redis 7."), "{stdout}");
+
+    let nothing = scenario.file(
+        "down.toml",
+        &format!(
+            "[broker]\nkind = \"redis\"\n[broker.redis]\nurl = \"redis://:hunter2@127.0.0.1:9/0\"\nconnect_timeout = \"1s\"\n{tables}"
+        ),
+    );
+    let started = std::time::Instant::now();
+    let out = plexus_tests::plexus_command()
+        .args(["run", "--config"])
+        .arg(&nothing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("error: cannot connect to Redis at redis://:***@127.0.0.1:9/0"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password is never shown: {stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "gave up within connect_timeout"
     );
 }

@@ -34,10 +34,12 @@
 //!
 //! # Layout
 //! The path of one event, in order:
-//! 1. **Enters** from a broker: `broker::embedded` (in-process topics, fed from files by
-//!    `broker::edges`) or `broker::kafka` (the consumer in `broker::kafka`, the CloudEvents
-//!    Kafka binding in `broker::kafka::binding`), each yielding [`broker::Delivery`]s from a
-//!    [`broker::Source`].
+//! 1. **Enters** from a broker, one module each behind one trait (opened by
+//!    `broker::open`): `broker::embedded` (in-process topics, fed from files by
+//!    `broker::edges`), `broker::kafka` (the consumer in `broker::kafka`, the CloudEvents
+//!    Kafka binding in `broker::kafka::binding`) or `broker::redis` (consumer groups on
+//!    streams, entries mapped in `broker::redis::entry`), each yielding
+//!    [`broker::Delivery`]s from a [`broker::Source`].
 //! 2. **Is dispatched** by `dispatch`: a route's poller hands it to a worker chosen by its
 //!    partition key (`dispatch::worker`), which retries (`dispatch::retry`) or dead-letters
 //!    it (`dispatch::deadletter`). The dispatcher knows no broker and no wasm, only

@@ -22,14 +22,6 @@ impl Link {
         self.run(|con| cmd.query(con))
     }
 
-    /// Runs `pipe`.
-    pub fn query_pipe<T: redis::FromRedisValue>(
-        &mut self,
-        pipe: &redis::Pipeline,
-    ) -> Result<T, BrokerError> {
-        self.run(|con| pipe.query(con))
-    }
-
     /// Runs `script` with `keys` and `args`.
     pub fn eval<T: redis::FromRedisValue>(
         &mut self,

@@ -2,20 +2,31 @@
 //! consumer at a time, so one key's entries are handled in order even with several
 //! processes. Redis has no partition assignment; this is a small one on top of it.
 //!
-//! Every consumer of a route registers in a sorted set of members (its first tick does only
-//! that, and the second comes soon after, so consumers started together share the shards) (score: when its
-//! registration expires), and owns shards through leases: `SET LEASE ME NX PX claim_idle`,
-//! renewed while it lives. Each tick (every `claim_idle / 3`) a consumer renews what it has,
-//! stops reading shards beyond its fair share (`ceil(shards / live members)`) and gives each
-//! back once it holds nothing unacknowledged from it, and takes free shards up to its share. A consumer that
-//! dies loses its leases when they expire; the next owner of a shard first takes over
-//! everything pending on it (`XAUTOCLAIM` from the start, idle or not), and only then reads
-//! new entries, so per-key order holds across the handover too.
+//! Every consumer of a route registers in a sorted set of members (score: when its
+//! registration expires, by the server's clock, so hosts' clocks need not agree), and owns
+//! shards through leases: `SET LEASE ME NX PX claim_idle`, renewed while it lives. Each tick
+//! (every `claim_idle / 3`) a consumer renews what it has, stops reading shards beyond its
+//! fair share (`ceil(shards / live members)`) and gives each back once it holds nothing
+//! unacknowledged from it, and takes free shards up to its share. Its first tick only
+//! registers, and the second comes soon after, so consumers started together share the
+//! shards from the start. A consumer that dies loses its leases when they expire; the next
+//! owner of a shard first takes over everything pending on it (`XAUTOCLAIM` from the start,
+//! idle or not), and only then reads new entries, so per-key order holds across the handover
+//! too.
 
 use super::link::Link;
 use crate::broker::BrokerError;
 use redis::Value;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+/// Registers ARGV[1] as a member until ARGV[2] ms from now (the server's clock), forgets
+/// members whose registration ran out, and counts those left.
+const REGISTER: &str = "local t = redis.call('TIME') \
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) \
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) \
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) \
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 4) \
+return redis.call('ZCARD', KEYS[1])";
 
 /// Renews a lease only if this consumer still holds it.
 const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
@@ -46,19 +57,14 @@ pub struct Changes {
     pub lost: Vec<usize>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Ownership {
-    /// The ownership of consumer `me` in `group` over `streams`, with leases of `lease`.
+    /// The ownership of consumer `me` in `group` (one route's) over `streams`, with leases
+    /// of `lease`.
     pub fn new(group: &str, streams: &[String], me: &str, lease: Duration) -> Ownership {
         Ownership {
             me: me.to_owned(),
             lease,
-            members: format!("plexus:members:{group}:{}", streams.join(",")),
+            members: format!("plexus:members:{group}"),
             leases: streams
                 .iter()
                 .map(|s| format!("plexus:lease:{group}:{s}"))
@@ -82,24 +88,11 @@ impl Ownership {
         idle: &dyn Fn(usize) -> bool,
     ) -> Result<Changes, BrokerError> {
         let lease_ms = self.lease.as_millis().max(1) as u64;
-        let now = now_ms();
-        let mut pipe = redis::pipe();
-        pipe.cmd("ZADD")
-            .arg(&self.members)
-            .arg(now + lease_ms)
-            .arg(&self.me)
-            .ignore();
-        pipe.cmd("ZREMRANGEBYSCORE")
-            .arg(&self.members)
-            .arg("-inf")
-            .arg(now)
-            .ignore();
-        pipe.cmd("PEXPIRE")
-            .arg(&self.members)
-            .arg(lease_ms * 4)
-            .ignore();
-        pipe.cmd("ZCARD").arg(&self.members);
-        let (live,): (usize,) = link.query_pipe(&pipe)?;
+        let live: usize = link.eval(
+            REGISTER,
+            &[&self.members],
+            &[&self.me, &lease_ms.to_string()],
+        )?;
         if !self.registered {
             // The first tick only says this consumer is here: consumers started together
             // then see each other before any takes a shard, and share them from the start.
