@@ -7,21 +7,28 @@
 //! 2. the pipe: one connection reading in a consumer group (`XREADGROUP COUNT 512`), each
 //!    batch copied to an output stream with pipelined `XADD`s, then acknowledged (`XACK`);
 //! 3. Plexus: one route running the `filter` plugin (every event forwarded), two workers;
-//! 4. latency: `PLEXUS_BENCH_RATE` events per second (default 1,000) for 10 s, each carrying
-//!    the time it was sent; a reader of the output notes when each arrives. p50, p99, max.
+//! 4. latency: once a warm-up event has come through (groups joined), `PLEXUS_BENCH_RATE`
+//!    events per second (default 1,000) for 10 s, each carrying the time it was sent; a
+//!    reader of the output notes when each arrives. p50, p99, max.
 //!
 //! Pipe and Plexus each run twice, in the order pipe, Plexus, Plexus, pipe, and each figure
-//! is the mean of two, so the server warming up weighs on both alike. Run with
-//! `scripts/bench-redis`, which starts both servers.
+//! is the mean of two, so the server warming up weighs on both alike. All of it runs on each
+//! server `PLEXUS_REDIS_URLS` lists (comma-separated). Run with `scripts/bench-redis`, which
+//! starts a Redis server fsyncing every write, one fsyncing every second, and Kafka.
 
 use plexus::Runtime;
 use plexus::Shutdown;
 use plexus::config::Config;
 use redis::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn payload(sent_us: u128) -> Vec<u8> {
     let mut order = serde_json::json!({"order_id": "o-1", "sent_us": sent_us, "note": ""});
+    if sent_us == 0 {
+        order["warmup"] = true.into();
+    }
     let base = serde_json::to_vec(&order).unwrap().len();
     order["note"] = "x".repeat(1024usize.saturating_sub(base)).into();
     serde_json::to_vec(&order).unwrap()
@@ -190,8 +197,19 @@ fn percentiles(mut samples: Vec<u128>) -> String {
     )
 }
 
-/// Sends `rate` events per second for `seconds` through `send(i, payload)`.
-fn paced(rate: u64, seconds: u64, mut send: impl FnMut(usize, &[u8])) {
+/// Sends warm-up events (not measured) until `seen` says one came out the other end (the
+/// route has joined its group, the reader its own), then `rate` events per second for
+/// `seconds` through `send(i, payload)`.
+fn paced(rate: u64, seconds: u64, seen: &AtomicBool, mut send: impl FnMut(usize, &[u8])) {
+    let warming = Instant::now();
+    while !seen.load(Ordering::SeqCst) {
+        assert!(
+            warming.elapsed() < Duration::from_secs(60),
+            "nothing came through"
+        );
+        send(usize::MAX, &payload(0));
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let started = Instant::now();
     for i in 0..(rate * seconds) as usize {
         let due = started + Duration::from_micros(i as u64 * 1_000_000 / rate);
@@ -202,10 +220,19 @@ fn paced(rate: u64, seconds: u64, mut send: impl FnMut(usize, &[u8])) {
     }
 }
 
-/// The `sent_us` of a payload.
+/// The `sent_us` of a payload (0 for a warm-up event).
 fn sent_us(data: &[u8]) -> Option<u128> {
     let value: serde_json::Value = serde_json::from_slice(data).ok()?;
     value["sent_us"].as_u64().map(u128::from)
+}
+
+/// Notes a payload that came through: a warm-up one in `seen`, a measured one in `samples`.
+fn arrived(data: &[u8], seen: &AtomicBool, samples: &mut Vec<u128>) {
+    match sent_us(data) {
+        Some(0) => seen.store(true, Ordering::SeqCst),
+        Some(sent) => samples.push(now_us().saturating_sub(sent)),
+        None => {}
+    }
 }
 
 /// Produce-to-output-seen latency of Plexus on Redis at `rate` events/s.
@@ -217,9 +244,11 @@ fn redis_latency(url: &str, run: u64, rate: u64) -> String {
     let config = plexus_config(dir.path(), &redis_broker(url, &input), &input, &output);
     let runtime = Runtime::start(config, Shutdown::new()).unwrap();
     let expected = (rate * 10) as usize;
+    let seen = Arc::new(AtomicBool::new(false));
     let reader = {
         let client = client.clone();
         let output = output.clone();
+        let seen = seen.clone();
         std::thread::spawn(move || {
             let mut con = client.get_connection().unwrap();
             let mut from = "0-0".to_owned();
@@ -236,7 +265,6 @@ fn redis_latency(url: &str, run: u64, rate: u64) -> String {
                     .arg(&from)
                     .query(&mut con)
                     .unwrap();
-                let seen = now_us();
                 let Some(stream) = items(&reply).first() else {
                     continue;
                 };
@@ -247,9 +275,8 @@ fn redis_latency(url: &str, run: u64, rate: u64) -> String {
                     for pair in fields.chunks(2) {
                         if text(&pair[0]) == "data"
                             && let Value::BulkString(data) = &pair[1]
-                            && let Some(sent) = sent_us(data)
                         {
-                            samples.push(seen.saturating_sub(sent));
+                            arrived(data, &seen, &mut samples);
                         }
                     }
                 }
@@ -258,7 +285,7 @@ fn redis_latency(url: &str, run: u64, rate: u64) -> String {
         })
     };
     let mut con = client.get_connection().unwrap();
-    paced(rate, 10, |i, payload| {
+    paced(rate, 10, &seen, |i, payload| {
         let mut pipe = redis::pipe();
         add_event(&mut pipe, &input, i, payload);
         pipe.exec(&mut con).unwrap();
@@ -300,23 +327,27 @@ fn kafka_latency(bootstrap: &str, run: u64, rate: u64) -> String {
     .unwrap();
     consumer.subscribe(&[&output]).unwrap();
     let expected = (rate * 10) as usize;
-    let reader = std::thread::spawn(move || {
-        let mut samples = Vec::with_capacity(expected);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while samples.len() < expected && Instant::now() < deadline {
-            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100))
-                && let Some(sent) = message.payload().and_then(sent_us)
-            {
-                samples.push(now_us().saturating_sub(sent));
+    let seen = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut samples = Vec::with_capacity(expected);
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while samples.len() < expected && Instant::now() < deadline {
+                if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100))
+                    && let Some(data) = message.payload()
+                {
+                    arrived(data, &seen, &mut samples);
+                }
             }
-        }
-        samples
-    });
+            samples
+        })
+    };
     let producer: ThreadedProducer<DefaultProducerContext> =
         client(&[("linger.ms", "0"), ("acks", "all")])
             .create()
             .unwrap();
-    paced(rate, 10, |i, payload| {
+    paced(rate, 10, &seen, |i, payload| {
         let id = format!("e-{i}");
         let key = format!("c-{}", i % 1000);
         let headers = OwnedHeaders::new()
@@ -359,8 +390,9 @@ fn main() {
             .with_env_filter(filter)
             .init();
     }
-    let url =
-        std::env::var("PLEXUS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379/0".into());
+    let urls = std::env::var("PLEXUS_REDIS_URLS")
+        .or_else(|_| std::env::var("PLEXUS_REDIS_URL"))
+        .unwrap_or_else(|_| "redis://127.0.0.1:16379/0".into());
     let count: usize = std::env::var("PLEXUS_BENCH_EVENTS")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -373,9 +405,30 @@ fn main() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let client = redis::Client::open(url.as_str()).unwrap();
+    for url in urls.split(',') {
+        measure(url, count, rate, run);
+    }
+    println!("latency on Kafka, produce to output seen, {rate} events/s for 10 s:");
+    match std::env::var("PLEXUS_KAFKA_BOOTSTRAP") {
+        Ok(bootstrap) => println!("  {}", kafka_latency(&bootstrap, run, rate)),
+        Err(_) => println!("  skipped (PLEXUS_KAFKA_BOOTSTRAP not set)"),
+    }
+}
+
+/// Throughput beside the pipe, then latency, on the server at `url`.
+fn measure(url: &str, count: usize, rate: u64, run: u64) {
+    let client = redis::Client::open(url).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let fsync: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("appendfsync")
+        .query(&mut con)
+        .unwrap_or_default();
     let input = format!("bench-in-{run}");
-    println!("{count} events of 1 KB, Redis at {url}");
+    println!(
+        "{count} events of 1 KB, Redis at {url} (appendfsync {})",
+        fsync.get(1).map_or("?", String::as_str)
+    );
     println!(
         "adding the input: {:.0} events/s",
         produce_input(&client, &input, count)
@@ -386,8 +439,8 @@ fn main() {
         format!("bench-{side}-out-{run}-{outputs}")
     };
     let pipe_a = pipe(&client, &input, &output("pipe"), count);
-    let plexus_a = plexus(&url, &input, &output("plexus"), count);
-    let plexus_b = plexus(&url, &input, &output("plexus"), count);
+    let plexus_a = plexus(url, &input, &output("plexus"), count);
+    let plexus_b = plexus(url, &input, &output("plexus"), count);
     let pipe_b = pipe(&client, &input, &output("pipe"), count);
     let (pipe_rate, plexus_rate) = ((pipe_a + pipe_b) / 2.0, (plexus_a + plexus_b) / 2.0);
     println!(
@@ -397,14 +450,11 @@ fn main() {
         "plexus (filter plugin, 2 workers): {plexus_rate:.0} events/s ({plexus_a:.0}, {plexus_b:.0})"
     );
     println!("plexus / pipe: {:.2}", plexus_rate / pipe_rate);
-    println!("latency, produce to output seen, {rate} events/s for 10 s:");
-    println!("  redis: {}", redis_latency(&url, run, rate));
-    match std::env::var("PLEXUS_KAFKA_BOOTSTRAP") {
-        Ok(bootstrap) => println!("  kafka: {}", kafka_latency(&bootstrap, run, rate)),
-        Err(_) => println!("  kafka: skipped (PLEXUS_KAFKA_BOOTSTRAP not set)"),
-    }
+    println!(
+        "latency, produce to output seen, {rate} events/s for 10 s: {}",
+        redis_latency(url, run, rate)
+    );
     // The streams of this run (gigabytes): deleted so runs do not fill the server's memory.
-    let mut con = client.get_connection().unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("bench-*{run}*"))
         .query(&mut con)

@@ -64,32 +64,47 @@ pub fn encode(event: &Event) -> Vec<(Vec<u8>, Vec<u8>)> {
 const DATA: &str = "data";
 const KEY: &str = "key";
 
-/// Decodes the fields of an entry read from shard `partition` of `topic`; the error says
-/// why it is not a CloudEvent.
+/// Fields of an entry, name and value.
+pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Decodes the fields of an entry read from shard `partition` of `topic`, taking them (an
+/// entry is decoded once, and its data is most of it); when it is not a CloudEvent, the
+/// error says why and hands the fields back.
 pub fn decode(
-    fields: &[(Vec<u8>, Vec<u8>)],
+    fields: Fields,
     topic: &str,
     partition: u32,
     offset: u64,
-) -> Result<Event, String> {
+) -> Result<Event, (String, Fields)> {
+    if let Some((name, _)) = fields.iter().find(|(n, _)| std::str::from_utf8(n).is_err()) {
+        let reason = format!(
+            "field name {:?} is not UTF-8",
+            String::from_utf8_lossy(name)
+        );
+        return Err((reason, fields));
+    }
     let mut record = KafkaRecord {
         timestamp: Some((offset >> SEQ_BITS) as i64),
         ..KafkaRecord::default()
     };
     for (name, value) in fields {
-        let name = String::from_utf8(name.clone()).map_err(|_| {
-            format!(
-                "field name {:?} is not UTF-8",
-                String::from_utf8_lossy(name)
-            )
-        })?;
+        let name = String::from_utf8(name).expect("checked above");
         match name.as_str() {
-            DATA => record.value = Some(value.clone()),
-            KEY => record.key = Some(value.clone()),
-            _ => record.headers.push((name, value.clone())),
+            DATA => record.value = Some(value),
+            KEY => record.key = Some(value),
+            _ => record.headers.push((name, value)),
         }
     }
-    binding::decode(&record, topic, partition, offset)
+    binding::decode(&record, topic, partition, offset).map_err(|reason| {
+        let mut fields: Fields = record
+            .headers
+            .into_iter()
+            .map(|(name, value)| (name.into_bytes(), value))
+            .collect();
+        fields.extend(record.key.map(|key| (KEY.as_bytes().to_vec(), key)));
+        fields.extend(record.value.map(|data| (DATA.as_bytes().to_vec(), data)));
+        (reason, fields)
+    })
 }
 
 /// An entry as one JSON object of its fields (text, lossily), for the dead letter of an
@@ -137,21 +152,41 @@ pub fn items(value: &Value) -> &[Value] {
     }
 }
 
-/// A list of entries: `[[id, [field, value, ...]], ...]`.
-pub fn entries(value: &Value) -> Vec<RawEntry> {
-    items(value)
-        .iter()
+/// The bytes of a reply element, taken out of it.
+fn into_bytes(value: Value) -> Option<Vec<u8>> {
+    match value {
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(text) => Some(text.into_bytes()),
+        Value::Int(n) => Some(n.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+/// The elements of an array reply, taken out of it.
+fn into_items(value: Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) | Value::Set(items) => items,
+        _ => Vec::new(),
+    }
+}
+
+/// A list of entries, `[[id, [field, value, ...]], ...]`, taken apart without copying.
+pub fn entries(value: Value) -> Vec<RawEntry> {
+    into_items(value)
+        .into_iter()
         .filter_map(|entry| {
-            let parts = items(entry);
-            let id = text(parts.first()?)?;
-            let fields = match parts.get(1) {
+            let mut parts = into_items(entry).into_iter();
+            let id = String::from_utf8(into_bytes(parts.next()?)?).ok()?;
+            let fields = match parts.next() {
                 Some(Value::Nil) | None => None,
-                Some(list) => Some(
-                    items(list)
-                        .chunks(2)
-                        .filter_map(|pair| Some((bytes(pair.first()?)?, bytes(pair.get(1)?)?)))
-                        .collect(),
-                ),
+                Some(list) => {
+                    let mut flat = into_items(list).into_iter();
+                    let mut fields = Vec::with_capacity(flat.len() / 2);
+                    while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
+                        fields.extend(into_bytes(name).zip(into_bytes(value)));
+                    }
+                    Some(fields)
+                }
             };
             Some(RawEntry { id, fields })
         })
@@ -159,18 +194,36 @@ pub fn entries(value: &Value) -> Vec<RawEntry> {
 }
 
 /// An `XREAD`/`XREADGROUP` reply: entries per stream (nil, on a timeout, is none).
-pub fn read_reply(value: &Value) -> Vec<(String, Vec<RawEntry>)> {
-    let pairs: Vec<(&Value, &Value)> = match value {
-        Value::Map(map) => map.iter().map(|(k, v)| (k, v)).collect(),
-        other => items(other)
-            .iter()
-            .filter_map(|s| Some((items(s).first()?, items(s).get(1)?)))
+pub fn read_reply(value: Value) -> Vec<(String, Vec<RawEntry>)> {
+    let pairs: Vec<(Value, Value)> = match value {
+        Value::Map(map) => map,
+        other => into_items(other)
+            .into_iter()
+            .filter_map(|stream| {
+                let mut parts = into_items(stream).into_iter();
+                Some((parts.next()?, parts.next()?))
+            })
             .collect(),
     };
     pairs
         .into_iter()
-        .filter_map(|(stream, list)| Some((text(stream)?, entries(list))))
+        .filter_map(|(stream, list)| {
+            let stream = String::from_utf8(into_bytes(stream)?).ok()?;
+            Some((stream, entries(list)))
+        })
         .collect()
+}
+
+/// An `XAUTOCLAIM` reply: the cursor to go on from (`0-0` at the end), and the entries
+/// claimed.
+pub fn autoclaim_reply(value: Value) -> (String, Vec<RawEntry>) {
+    let mut parts = into_items(value).into_iter();
+    let next = parts
+        .next()
+        .and_then(into_bytes)
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_else(|| "0-0".to_owned());
+    (next, parts.next().map(entries).unwrap_or_default())
 }
 
 /// A flat `[name, value, name, value, ...]` reply (or a map) as pairs, names as text.
@@ -218,7 +271,7 @@ mod tests {
         .unwrap();
         event.topic = "orders".into();
         let fields = encode(&event);
-        let back = decode(&fields, "orders", 0, pack_id("5-0").unwrap()).unwrap();
+        let back = decode(fields, "orders", 0, pack_id("5-0").unwrap()).unwrap();
         assert_eq!(back.id, "o-1");
         assert_eq!(back.key.as_deref(), Some(&b"c-7"[..]));
         assert_eq!(back.correlation_id.as_deref(), Some("flow-1"));
@@ -232,11 +285,12 @@ mod tests {
             b"data".to_vec(),
             br#"{"specversion":"1.0","id":"x","source":"/s","type":"t"}"#.to_vec(),
         )];
-        assert_eq!(decode(&structured, "in", 0, 1).unwrap().id, "x");
+        assert_eq!(decode(structured, "in", 0, 1).unwrap().id, "x");
         let plain = vec![(b"name".to_vec(), b"ada".to_vec())];
-        let error = decode(&plain, "in", 0, 1).unwrap_err();
+        let (error, back) = decode(plain.clone(), "in", 0, 1).unwrap_err();
         assert!(error.contains("ce_specversion"), "{error}");
-        assert_eq!(as_json(&plain), br#"{"name":"ada"}"#);
+        assert_eq!(back, plain, "the fields come back as they were");
+        assert_eq!(as_json(&back), br#"{"name":"ada"}"#);
     }
 
     #[test]
@@ -259,7 +313,7 @@ mod tests {
                 Value::Array(vec![Value::BulkString(b"2-0".to_vec()), Value::Nil]),
             ]),
         ])]);
-        let parsed = read_reply(&reply);
+        let parsed = read_reply(reply);
         assert_eq!(parsed.len(), 1);
         assert_eq!(parsed[0].0, "orders");
         assert_eq!(
@@ -267,6 +321,6 @@ mod tests {
             Some(vec![(b"a".to_vec(), b"b".to_vec())])
         );
         assert_eq!(parsed[0].1[1].fields, None);
-        assert!(read_reply(&Value::Nil).is_empty());
+        assert!(read_reply(Value::Nil).is_empty());
     }
 }

@@ -196,32 +196,33 @@ impl RedisSource {
                     None,
                     "the entry was trimmed away (MAXLEN) before it was handled".into(),
                 ),
-                Some(fields) => match entry::decode(&fields, &self.topic, partition as u32, offset)
-                {
-                    Ok(event) => {
-                        let count = deliveries(&raw.id);
-                        if count > self.settings.max_deliveries {
-                            Body::Exhausted {
-                                event: Arc::new(event),
-                                deliveries: count,
+                Some(fields) => {
+                    match entry::decode(fields, &self.topic, partition as u32, offset) {
+                        Ok(event) => {
+                            let count = deliveries(&raw.id);
+                            if count > self.settings.max_deliveries {
+                                Body::Exhausted {
+                                    event: Arc::new(event),
+                                    deliveries: count,
+                                }
+                            } else {
+                                Body::Event(Arc::new(event))
                             }
-                        } else {
-                            Body::Event(Arc::new(event))
+                        }
+                        Err((reason, fields)) => {
+                            let key = fields
+                                .iter()
+                                .find(|(n, _)| n == b"key")
+                                .map(|(_, v)| v.clone());
+                            // A lone `data` field is kept as it was; other entries as JSON.
+                            let raw = match fields.as_slice() {
+                                [(name, data)] if name == b"data" => data.clone(),
+                                _ => entry::as_json(&fields),
+                            };
+                            undecodable(&self.topic, offset, raw, key, reason)
                         }
                     }
-                    Err(reason) => {
-                        let key = fields
-                            .iter()
-                            .find(|(n, _)| n == b"key")
-                            .map(|(_, v)| v.clone());
-                        // A lone `data` field is kept as it was; other entries as JSON.
-                        let raw = match fields.as_slice() {
-                            [(name, data)] if name == b"data" => data.clone(),
-                            _ => entry::as_json(&fields),
-                        };
-                        undecodable(&self.topic, offset, raw, key, reason)
-                    }
-                },
+                }
             };
             out.push(Delivery {
                 partition: partition as u32,
@@ -254,7 +255,7 @@ impl RedisSource {
         cmd.arg("STREAMS").arg(&streams).arg(ids);
         let reply: Value = self.query(&cmd)?;
         let mut out = Vec::new();
-        for (stream, entries) in entry::read_reply(&reply) {
+        for (stream, entries) in entry::read_reply(reply) {
             if let Some(partition) = self.streams.iter().position(|s| *s == stream) {
                 out.extend(self.deliveries(partition, entries, &|_| 1));
             }
@@ -342,12 +343,7 @@ impl RedisSource {
             .arg("COUNT")
             .arg(max);
         let reply: Value = self.query(&cmd)?;
-        let parts = entry::items(&reply);
-        let next = parts
-            .first()
-            .and_then(entry::text)
-            .unwrap_or_else(|| "0-0".to_owned());
-        let claimed = parts.get(1).map(entry::entries).unwrap_or_default();
+        let (next, claimed) = entry::autoclaim_reply(reply);
         if claimed.is_empty() {
             return Ok((Vec::new(), next));
         }
