@@ -186,8 +186,7 @@ fn a_reload_to_a_plugin_whose_init_sleeps_is_refused_in_time_and_later_changes_a
             plugin_config,
         ))
     };
-    let mut runtime = Runtime::start(write(""), Shutdown::new()).unwrap();
-    let _open = runtime.hold_open();
+    let (mut runtime, _open) = Runtime::start_held(write(""), Shutdown::new()).unwrap();
     let started = Instant::now();
     let refused = runtime
         .apply(write(", sleep_in_init_secs = 3600"))

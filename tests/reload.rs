@@ -146,8 +146,7 @@ fn a_broken_new_version_never_takes_over() {
 #[test]
 fn the_watcher_applies_a_copy_only_when_complete_and_never_a_truncated_file() {
     let live = Live::new(ECHO_ROUTE);
-    let runtime = Runtime::start(live.config(), Shutdown::new()).unwrap();
-    let guard = runtime.hold_open().expect("embedded broker");
+    let (runtime, guard) = Runtime::start_held(live.config(), Shutdown::new()).unwrap();
     let broker = runtime.embedded_broker().expect("embedded broker").clone();
     let v0 = runtime.plugin_version("misbehave").unwrap();
     // The run loop owns the runtime, as in `plexus run`; the watcher only asks it to reload.

@@ -33,8 +33,15 @@ impl Runtime {
         self.broker().as_embedded()
     }
 
-    /// Holds the run open as if an input were still being fed (embedded broker).
-    pub fn hold_open(&self) -> Option<InputGuard> {
-        self.broker().open_input()
+    /// [`Runtime::start`] on the embedded broker, held open (as if an input were being fed)
+    /// from before any route polls, until the guard is dropped.
+    pub fn start_held(
+        config: crate::config::Config,
+        shutdown: crate::Shutdown,
+    ) -> anyhow::Result<(Runtime, InputGuard)> {
+        let (runtime, guard) =
+            Runtime::start_holding(config, shutdown, crate::ops::board::Board::new(), true)?;
+        let guard = guard.ok_or_else(|| anyhow::anyhow!("not the embedded broker"))?;
+        Ok((runtime, guard))
     }
 }

@@ -183,9 +183,8 @@ pub fn finish(
 }
 
 pub fn start(live: &Live) -> (Arc<Mutex<Runtime>>, InputGuard) {
-    let runtime = Runtime::start(live.config(), Shutdown::new()).unwrap();
-    // Keep the run open while the test produces.
-    let guard = runtime.hold_open().expect("embedded broker");
+    // Keep the run open while the test produces, from before any route can see it end.
+    let (runtime, guard) = Runtime::start_held(live.config(), Shutdown::new()).unwrap();
     (Arc::new(Mutex::new(runtime)), guard)
 }
 

@@ -402,6 +402,7 @@ impl Broker for EmbeddedBroker {
         Some(EmbeddedBroker::open_input(self))
     }
 
+    #[cfg(feature = "testing")]
     fn as_embedded(&self) -> Option<&EmbeddedBroker> {
         Some(self)
     }

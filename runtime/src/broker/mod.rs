@@ -83,6 +83,7 @@ pub(crate) trait Broker: Send + Sync {
     }
 
     /// The embedded broker, if that is the one (for tests that read its topics).
+    #[cfg(feature = "testing")]
     fn as_embedded(&self) -> Option<&embedded::EmbeddedBroker> {
         None
     }

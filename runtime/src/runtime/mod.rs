@@ -13,7 +13,7 @@ pub mod apply;
 pub mod plan;
 
 use crate::broker::edges::FileEdges;
-use crate::broker::{Broker, Source};
+use crate::broker::{Broker, InputGuard, Source};
 use crate::config::BrokerKind;
 use crate::config::{Config, PluginConfig, RouteConfig};
 use crate::dispatch::publish::Publisher;
@@ -81,6 +81,18 @@ impl Runtime {
     /// [`Runtime::start`], keeping `board` current with what runs (for an admin server
     /// started before, so it answers while plugins load).
     pub fn start_on(config: Config, shutdown: Shutdown, board: Board) -> anyhow::Result<Runtime> {
+        Runtime::start_holding(config, shutdown, board, false).map(|(runtime, _)| runtime)
+    }
+
+    /// [`Runtime::start_on`]; with `hold_open`, also holds the run open as if an input were
+    /// being fed (embedded broker), from before the first route polls, so a run started
+    /// with no inputs cannot end before its caller appends anything.
+    pub(crate) fn start_holding(
+        config: Config,
+        shutdown: Shutdown,
+        board: Board,
+        hold_open: bool,
+    ) -> anyhow::Result<(Runtime, Option<InputGuard>)> {
         let engine = PlexusEngine::new(cache_dir(Some(&config)))?;
         let state = open_state(&config)?;
         let loaded = load_plugins(&config, &engine, &state).map_err(anyhow::Error::new)?;
@@ -100,6 +112,7 @@ impl Runtime {
             })
             .collect();
         let broker = crate::broker::open(&config, &shutdown)?;
+        let held = if hold_open { broker.open_input() } else { None };
         let mut runtime = Runtime {
             publisher: Publisher::start(broker.sink())?,
             broker,
@@ -128,7 +141,7 @@ impl Runtime {
             runtime.shutdown.clone(),
             (!status_every.is_zero()).then_some(status_every),
         )?);
-        Ok(runtime)
+        Ok((runtime, held))
     }
 
     /// The broker.
