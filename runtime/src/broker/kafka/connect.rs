@@ -85,21 +85,22 @@ pub fn check(config: &Config, stop: &Shutdown) -> Result<String, ConnectError> {
     let Some(kafka) = config.spec.broker.kafka() else {
         return Ok("no [broker.kafka] table".into());
     };
+    let named = config.named_topics();
     let needed = if kafka.create_topics {
-        Vec::new()
+        &[][..]
     } else {
-        config.named_topics()
+        &named[..]
     };
     let settings = KafkaSettings::of(kafka);
     let timeout = kafka.connect_timeout.get_ref().0;
     let address = &settings.bootstrap_servers;
     tracing::info!(%address, timeout_ms = timeout.as_millis() as u64, "connecting to Kafka");
-    let info = check_connection(&settings, &needed, timeout, stop)?;
+    let info = check_connection(&settings, needed, timeout, stop)?;
     tracing::info!(%address, brokers = info.brokers, "connected to Kafka");
-    let missing: Vec<String> = config
-        .named_topics()
-        .into_iter()
-        .filter(|t| !info.topics.contains(t))
+    let missing: Vec<&str> = named
+        .iter()
+        .filter(|t| !info.topics.contains(*t))
+        .map(String::as_str)
         .collect();
     let mut line = format!("Kafka at {address}: {} broker(s)", info.brokers);
     if missing.is_empty() {

@@ -1,6 +1,7 @@
 //! One connection to the server, made when first needed and made again after it breaks: the
-//! next command after an I/O error or a timeout starts on a fresh connection, so a reply
-//! left half-read is never taken for another's.
+//! next command after any error that is not the server's reply (I/O, a timeout, a reply that
+//! does not parse) starts on a fresh connection, so a reply left half-read is never taken
+//! for another's.
 
 use super::{IO_TIMEOUT, connection, unavailable};
 use crate::broker::BrokerError;
@@ -20,6 +21,14 @@ impl Link {
     /// Runs `cmd`. A Redis error keeps its code (`NOGROUP`, `BUSYGROUP`) in its text.
     pub fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, BrokerError> {
         self.run(|con| cmd.query(con))
+    }
+
+    /// Runs `pipe`.
+    pub fn query_pipe<T: redis::FromRedisValue>(
+        &mut self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, BrokerError> {
+        self.run(|con| pipe.query(con))
     }
 
     /// Runs `script` with `keys` and `args`.
@@ -43,7 +52,9 @@ impl Link {
         }
         let con = self.con.as_mut().expect("connected above");
         request(con).map_err(|error| {
-            if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() {
+            // A reply from the server (`NOGROUP ...`) leaves the connection as it was;
+            // anything else may have left it half-way through a reply.
+            if error.code().is_none() {
                 self.con = None;
             }
             unavailable(error)

@@ -4,7 +4,8 @@
 //! in. A reply is the server's acknowledgement; with `appendfsync always` it is on disk.
 
 use super::entry;
-use super::{IO_TIMEOUT, Topology, connection, unavailable};
+use super::link::Link;
+use super::{Topology, connection, unavailable};
 use crate::broker::{BrokerError, Completion, Sink, Undelivered};
 use crate::event::Event;
 use redis::Value;
@@ -43,8 +44,7 @@ impl RedisSink {
         let (queue, batches) = channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
-            client: client.clone(),
-            con: None,
+            link: Link::new(client.clone()),
             topology,
             queued: queued.clone(),
         };
@@ -132,8 +132,7 @@ fn reply_error(error: &redis::ServerError) -> BrokerError {
 }
 
 struct Writer {
-    client: redis::Client,
-    con: Option<redis::Connection>,
+    link: Link,
     topology: Arc<Topology>,
     queued: Arc<AtomicUsize>,
 }
@@ -201,14 +200,6 @@ impl Writer {
             }
             pipe.add_command(cmd);
         }
-        if self.con.is_none() {
-            self.con = Some(connection(&self.client, IO_TIMEOUT)?);
-        }
-        let con = self.con.as_mut().expect("connected above");
-        pipe.query::<Vec<Value>>(con).map_err(|error| {
-            // The connection may be half-way through a reply: start a new one next time.
-            self.con = None;
-            unavailable(error)
-        })
+        self.link.query_pipe(&pipe)
     }
 }
