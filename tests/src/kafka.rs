@@ -150,25 +150,10 @@ pub fn end_offsets(topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
         .collect()
 }
 
-/// `examples/shop/kafka.toml` made private to one test: its topics prefixed with `prefix`
-/// (`PREFIX.orders`, ...), its group `prefix`, the broker at `address`, a 3 s idle exit.
+/// `examples/shop/kafka.toml` made private to one test ([`crate::private_shop_config`]), the
+/// broker at `address`.
 pub fn shop_config(prefix: &str, address: &str) -> String {
-    let mut text = crate::example_config("shop", "kafka.toml", "notifications.jsonl");
-    for topic in [
-        "orders",
-        "order-outcomes",
-        "notifications",
-        "dashboard",
-        "dead-letters",
-    ] {
-        text = text.replace(
-            &format!("\"shop.{topic}\""),
-            &format!("\"{prefix}.{topic}\""),
-        );
-    }
-    text.replace("127.0.0.1:19092", address)
-        .replace("group = \"plexus-shop\"", &format!("group = \"{prefix}\""))
-        .replace("idle_exit = \"5s\"", "idle_exit = \"3s\"")
+    crate::private_shop_config("kafka.toml", prefix).replace("127.0.0.1:19092", address)
 }
 
 /// Sends SIGTERM to `child`.

@@ -125,6 +125,36 @@ pub fn example_config(example: &str, file: &str, stdout_file: &str) -> String {
         .replace("file = \"-\"", &format!("file = \"{stdout_file}\""))
 }
 
+/// `examples/shop/FILE` ([`example_config`]) made private to one test: its topics prefixed
+/// with `prefix` (`PREFIX.orders`, ...), its group `prefix`, a 3 s idle exit. The broker's
+/// address is the caller's to set.
+pub fn private_shop_config(file: &str, prefix: &str) -> String {
+    let mut text = example_config("shop", file, "notifications.jsonl");
+    for topic in [
+        "orders",
+        "order-outcomes",
+        "notifications",
+        "dashboard",
+        "dead-letters",
+    ] {
+        text = text.replace(
+            &format!("\"shop.{topic}\""),
+            &format!("\"{prefix}.{topic}\""),
+        );
+    }
+    text.replace("group = \"plexus-shop\"", &format!("group = \"{prefix}\""))
+        .replace("idle_exit = \"5s\"", "idle_exit = \"3s\"")
+}
+
+/// The messages the shop's notifier sends for `examples/shop/events/orders.jsonl`, sorted.
+pub const SHOP_NOTIFICATIONS: [&str; 5] = [
+    "Your order o-1001 over 49.50 EUR is confirmed.",
+    "Your order o-1002 over 89.00 EUR is confirmed.",
+    "Your order o-1003 could not be accepted: total 20000 does not match the items (24000).",
+    "Your order o-1004 could not be accepted: total 65000 is over the limit of 50000.",
+    "Your order o-1008 over 71.00 EUR is confirmed.",
+];
+
 /// A CloudEvents JSON line.
 pub fn event_line(
     id: &str,
