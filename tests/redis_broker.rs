@@ -460,7 +460,7 @@ fn the_survivor_of_two_processes_takes_over_what_the_killed_one_held() {
 }
 
 #[test]
-fn a_redis_server_killed_and_restarted_mid_stream_loses_nothing() {
+fn a_redis_server_down_longer_than_every_timeout_mid_stream_loses_nothing() {
     let _serial = serial();
     let scenario = Scenario::new();
     let input = unique("server-in");
@@ -478,7 +478,8 @@ fn a_redis_server_killed_and_restarted_mid_stream_loses_nothing() {
     let mut plexus = KillOnDrop(spawn_plexus(&config));
     assert!(wait_for_entries(&out, 300, Duration::from_secs(60)) >= 300);
     redis::kill();
-    std::thread::sleep(Duration::from_secs(3));
+    // Longer than every timeout: a command's (5 s), claim_idle (2 s) and the idle exit (8 s).
+    std::thread::sleep(Duration::from_secs(12));
     assert!(
         plexus.0.try_wait().unwrap().is_none(),
         "plexus rides the outage out"
