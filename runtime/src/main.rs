@@ -1,4 +1,4 @@
-//! The `plexus` command: `run`, `check`, `test` and `catalog`. What belongs to the process is here:
+//! The `plexus` command: `run`, `check`, `test`, `catalog`, `replay` and `positions`. What belongs to the process is here:
 //! arguments, logging, signals and the exit code; the work is in [`plexus::commands`].
 
 use clap::{Parser, Subcommand};
@@ -25,6 +25,11 @@ enum Command {
         /// Do not watch the config and plugin files for changes (SIGHUP still reloads).
         #[arg(long)]
         no_watch: bool,
+        /// Feed this file of CloudEvents JSON lines into a topic, `TOPIC=FILE`, instead of
+        /// the config's inputs (repeatable; what `plexus replay` writes on the embedded
+        /// broker).
+        #[arg(long = "input", value_parser = parse_entry)]
+        inputs: Vec<(String, String)>,
     },
     /// Validate the config and load every plugin against the WIT world.
     Check {
@@ -46,6 +51,75 @@ enum Command {
         #[arg(long, value_enum, default_value = "markdown")]
         format: commands::catalog::Format,
     },
+    /// Publish dead letters again (same id and payload, `plexusreplayed` counting) to the
+    /// topic each failed on; on Kafka and Redis only those not replayed before.
+    Replay {
+        /// The configuration file.
+        #[arg(long, short, default_value = "plexus.toml")]
+        config: PathBuf,
+        /// The dead-letter topic to read (repeatable; default: every route's).
+        #[arg(long = "from")]
+        from: Vec<String>,
+        /// Read the letters from this JSON-lines file instead (a dead-letter output file).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Publish every chosen event to this topic instead of the one it failed on.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only letters of this kind: rejected, trap, timeout, retries-exhausted, ...
+        /// (repeatable).
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+        /// Only letters of this route (repeatable).
+        #[arg(long = "route")]
+        routes: Vec<String>,
+        /// Only letters of this plugin: a name, or `NAME@sha256:...` (repeatable).
+        #[arg(long = "plugin")]
+        plugins: Vec<String>,
+        /// Only letters dead-lettered at or after this time (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<i64>,
+        /// Only letters dead-lettered before this time (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        until: Option<i64>,
+        /// Only the event with this id (repeatable).
+        #[arg(long = "id")]
+        ids: Vec<String>,
+        /// At most this many events; the rest stay for the next replay.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// List what would be replayed, as a table; publish and commit nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Publish even to topics no route reads.
+        #[arg(long)]
+        force: bool,
+        /// Keep a separate replay position: consumer group `GROUP.replay.NAME`.
+        #[arg(long, default_value = commands::replay::DEFAULT_GROUP)]
+        group: String,
+        /// Embedded broker: where to write the events to run (default: `replay/` beside
+        /// the config).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Show each route's committed position and lag per partition, or move one route's.
+    Positions {
+        /// The configuration file.
+        #[arg(long, short, default_value = "plexus.toml")]
+        config: PathBuf,
+        /// Only this route.
+        #[arg(long)]
+        route: Option<String>,
+        /// Move this route's positions (with --to); refused while it runs.
+        #[arg(long, value_name = "ROUTE", requires = "to")]
+        reset: Option<String>,
+        /// Where to: beginning, end, offset:N, time:RFC3339.
+        #[arg(long, requires = "reset")]
+        to: Option<plexus::broker::ResetTo>,
+        /// One JSON object per partition.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run one plugin on a file of CloudEvents JSON lines and print the outcomes.
     Test {
         /// The plugin component (.wasm).
@@ -66,6 +140,10 @@ enum Command {
         #[arg(long, default_value = "1s")]
         timeout: plexus::config::units::Duration,
     },
+}
+
+fn parse_time(text: &str) -> Result<i64, String> {
+    commands::replay::parse_time(text)
 }
 
 fn parse_entry(text: &str) -> Result<(String, String), String> {
@@ -154,7 +232,11 @@ fn init_logging() {
 fn main() {
     init_logging();
     let code = match Cli::parse().command {
-        Command::Run { config, no_watch } => {
+        Command::Run {
+            config,
+            no_watch,
+            inputs,
+        } => {
             let options = RunOptions {
                 watch: !no_watch,
                 ..RunOptions::default()
@@ -173,7 +255,7 @@ fn main() {
             if telemetry.is_some() {
                 tracing::info!("tracing: a span per handled event, exported over OTLP");
             }
-            let code = commands::run::run(&config, options);
+            let code = commands::run::run(&config, &inputs, options);
             // Exports the spans still batched before the process exits.
             drop(telemetry);
             code
@@ -184,6 +266,64 @@ fn main() {
                 eprintln!("warning: signals not handled: {error}");
             }
             commands::check::check(&config, connect.then_some(&stop))
+        }
+        Command::Replay {
+            config,
+            from,
+            file,
+            to,
+            kinds,
+            routes,
+            plugins,
+            since,
+            until,
+            ids,
+            limit,
+            dry_run,
+            force,
+            group,
+            out,
+        } => {
+            let stop = Shutdown::new();
+            if let Err(error) = on_signals(&stop, None) {
+                eprintln!("warning: signals not handled: {error}");
+            }
+            let options = commands::replay::ReplayOptions {
+                config: &config,
+                from,
+                file,
+                to,
+                filter: commands::replay::select::Filter {
+                    kinds,
+                    routes,
+                    plugins,
+                    since,
+                    until,
+                    ids,
+                },
+                limit,
+                dry_run,
+                force,
+                group,
+                out_dir: out,
+            };
+            commands::replay::replay(options, &stop, &mut std::io::stdout().lock())
+        }
+        Command::Positions {
+            config,
+            route,
+            reset,
+            to,
+            json,
+        } => {
+            let stop = Shutdown::new();
+            let options = commands::positions::PositionsOptions {
+                config: &config,
+                route: reset.or(route),
+                reset: to,
+                json,
+            };
+            commands::positions::positions(options, &stop, &mut std::io::stdout().lock())
         }
         Command::Catalog { config, format } => {
             commands::catalog::catalog(&config, format, &mut std::io::stdout().lock())

@@ -82,10 +82,97 @@ pub(crate) trait Broker: Send + Sync {
         None
     }
 
+    /// Where `subscriber`'s committed positions stand on each partition of `topic`, asked
+    /// of the broker without joining the group (for `plexus positions`).
+    fn group_positions(
+        &self,
+        _topic: &str,
+        _subscriber: &str,
+    ) -> Result<Vec<GroupPosition>, BrokerError> {
+        Err(no_positions(self.kind()))
+    }
+
+    /// Moves `subscriber`'s committed positions on every partition of `topic` to `to`, and
+    /// says where they are now; refused while the group has live members (they would
+    /// commit over the reset).
+    fn reset_positions(
+        &self,
+        _topic: &str,
+        _subscriber: &str,
+        _to: ResetTo,
+    ) -> Result<Vec<GroupPosition>, BrokerError> {
+        Err(no_positions(self.kind()))
+    }
+
     /// The embedded broker, if that is the one (for tests that read its topics).
     #[cfg(feature = "testing")]
     fn as_embedded(&self) -> Option<&embedded::EmbeddedBroker> {
         None
+    }
+}
+
+/// Why a broker without positions that outlive a run cannot show or move them.
+fn no_positions(kind: &str) -> BrokerError {
+    BrokerError::Refused(format!(
+        "the {kind} broker keeps no positions between runs: every run reads its inputs from the start"
+    ))
+}
+
+/// Where a subscriber's committed position stands on one partition (a Redis stream).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GroupPosition {
+    /// The partition (the shard, on Redis).
+    pub partition: u32,
+    /// The next offset the group reads from (Kafka), or the entries it has read and
+    /// acknowledged (Redis); `None` when it has committed nothing (it starts from the
+    /// earliest record kept).
+    pub committed: Option<u64>,
+    /// The partition's end: the offset the next record gets (Kafka), the entries added
+    /// (Redis).
+    pub end: u64,
+    /// Records not yet committed by the group.
+    pub lag: u64,
+    /// What the broker adds in its own terms (Redis: the id read up to, pending entries).
+    pub detail: String,
+}
+
+/// Where `plexus positions --reset` moves a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTo {
+    /// The earliest record kept.
+    Beginning,
+    /// The end: only records appended from now on are read.
+    End,
+    /// This offset (a packed entry id on Redis).
+    Offset(u64),
+    /// The first record at or after this time (milliseconds since the Unix epoch).
+    Time(i64),
+}
+
+impl std::str::FromStr for ResetTo {
+    type Err = String;
+
+    /// `beginning`, `end`, `offset:N` or `time:RFC3339`.
+    fn from_str(text: &str) -> Result<ResetTo, String> {
+        match text {
+            "beginning" => return Ok(ResetTo::Beginning),
+            "end" => return Ok(ResetTo::End),
+            _ => {}
+        }
+        if let Some(offset) = text.strip_prefix("offset:") {
+            return offset
+                .parse()
+                .map(ResetTo::Offset)
+                .map_err(|_| format!("`{offset}` is not an offset (a whole number)"));
+        }
+        if let Some(time) = text.strip_prefix("time:") {
+            return crate::cloudevents::parse_rfc3339_millis(time)
+                .map(ResetTo::Time)
+                .map_err(|_| format!("`{time}` is not an RFC 3339 time (2026-12-01T10:00:00Z)"));
+        }
+        Err(format!(
+            "`{text}`: expected beginning, end, offset:N or time:RFC3339"
+        ))
     }
 }
 
@@ -271,5 +358,30 @@ pub trait Sink: Send + Sync {
     /// the idempotent producer). The run ends on it; a restart resumes from the commits.
     fn fatal_error(&self) -> Option<String> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ResetTo;
+
+    #[test]
+    fn reset_targets_parse_and_mistakes_say_what_is_expected() {
+        assert_eq!("beginning".parse(), Ok(ResetTo::Beginning));
+        assert_eq!("end".parse(), Ok(ResetTo::End));
+        assert_eq!("offset:42".parse(), Ok(ResetTo::Offset(42)));
+        assert_eq!(
+            "time:2026-12-01T10:00:00.5Z".parse(),
+            Ok(ResetTo::Time(1_796_119_200_500))
+        );
+        let wrong = "offset:-1".parse::<ResetTo>().unwrap_err();
+        assert!(wrong.contains("not an offset"), "{wrong}");
+        let wrong = "time:yesterday".parse::<ResetTo>().unwrap_err();
+        assert!(wrong.contains("RFC 3339"), "{wrong}");
+        let wrong = "start".parse::<ResetTo>().unwrap_err();
+        assert!(
+            wrong.contains("beginning, end, offset:N or time:RFC3339"),
+            "{wrong}"
+        );
     }
 }

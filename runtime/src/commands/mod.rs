@@ -6,10 +6,16 @@
 //! - [`check`]: `plexus check`.
 //! - [`test`]: `plexus test`.
 //! - [`catalog`]: `plexus catalog`.
+//! - [`positions`]: `plexus positions`.
+//! - [`replay`]: `plexus replay`.
+//! - [`table`]: aligned plain-text tables.
 
 pub mod catalog;
 pub mod check;
+pub mod positions;
+pub mod replay;
 pub mod run;
+mod table;
 pub mod test;
 
 use crate::config::Config;

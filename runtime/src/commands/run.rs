@@ -4,18 +4,23 @@
 
 use super::{EXIT_INVALID, EXIT_PRODUCER_FATAL, EXIT_UNREACHABLE, load_config, print_errors};
 use crate::broker::connect::ConnectError;
-use crate::config::{Config, Listen};
+use crate::config::{Config, InputConfig, Listen};
 use crate::metrics::RunReport;
 use crate::ops::{AdminServer, Board};
 use crate::supervise::{RunError, RunOptions, run as run_config};
 use std::path::Path;
 
-/// Runs `config_path` under `options`; returns the exit code.
-pub fn run(config_path: &Path, options: RunOptions) -> i32 {
-    let config = match load_config(config_path) {
+/// Runs `config_path` under `options`, feeding `inputs` (`(topic, file)`, from `--input`)
+/// instead of the config's own when there are any; returns the exit code.
+pub fn run(config_path: &Path, inputs: &[(String, String)], options: RunOptions) -> i32 {
+    let mut config = match load_config(config_path) {
         Ok(config) => config,
         Err(code) => return code,
     };
+    if let Err(error) = replace_inputs(&mut config, inputs) {
+        eprintln!("error: --input {error}");
+        return EXIT_INVALID;
+    }
     if let Some(nothing) = nothing_to_run(&config) {
         eprintln!("error: {}: {nothing}", config.file);
         return EXIT_INVALID;
@@ -55,6 +60,27 @@ pub fn run(config_path: &Path, options: RunOptions) -> i32 {
             EXIT_INVALID
         }
     }
+}
+
+/// Feeds `--input TOPIC=FILE` inputs (files relative to the working directory) instead of
+/// the config's: a replay, or a one-off file, without the config's own inputs again.
+fn replace_inputs(config: &mut Config, inputs: &[(String, String)]) -> Result<(), String> {
+    if inputs.is_empty() {
+        return Ok(());
+    }
+    config.spec.inputs.clear();
+    for (topic, file) in inputs {
+        let topic = topic.parse().map_err(|e| format!("{topic}={file}: {e}"))?;
+        let file = std::path::PathBuf::from(file);
+        if !file.is_file() {
+            return Err(format!("{}: no such file", file.display()));
+        }
+        config
+            .spec
+            .inputs
+            .push(toml::Spanned::new(0..0, InputConfig { topic, file }));
+    }
+    Ok(())
 }
 
 /// The environment variable that overrides `[admin] listen`.

@@ -13,6 +13,7 @@
 //! # Layout
 //! - [`binding`]: the CloudEvents Kafka binding (binary out; binary or structured in).
 //! - [`connect`]: the connection check at start: reach the cluster or say why not, quickly.
+//! - [`group`]: a consumer group's committed positions, read and moved from outside it.
 //! - [`roles`]: which configured properties reach producers and which reach consumers.
 //! - [`oauth`]: OAUTHBEARER tokens read from a file, for every client.
 //! - [`producer`]: the shared producer: publishing, delivery reports, failure classes.
@@ -20,12 +21,13 @@
 
 pub mod binding;
 pub mod connect;
+pub mod group;
 pub mod oauth;
 pub mod producer;
 pub mod roles;
 pub mod source;
 
-use super::{Broker, BrokerError, Sink, Source};
+use super::{Broker, BrokerError, GroupPosition, ResetTo, Sink, Source};
 use crate::config::secret::Secret;
 use crate::config::{Config, KafkaConfig};
 use oauth::TokenSource;
@@ -126,6 +128,23 @@ impl Broker for Kafka {
 
     fn publish_raw(&self, topic: &str, raw: &[u8]) -> Result<(), BrokerError> {
         self.broker.publish_raw(topic, raw)
+    }
+
+    fn group_positions(
+        &self,
+        topic: &str,
+        subscriber: &str,
+    ) -> Result<Vec<GroupPosition>, BrokerError> {
+        self.broker.group_positions(topic, subscriber)
+    }
+
+    fn reset_positions(
+        &self,
+        topic: &str,
+        subscriber: &str,
+        to: ResetTo,
+    ) -> Result<Vec<GroupPosition>, BrokerError> {
+        self.broker.reset_positions(topic, subscriber, to)
     }
 }
 

@@ -19,6 +19,7 @@
 //! - this module: [`Redis`], the broker, and [`Topology`], which streams a topic is.
 //! - [`connect`]: reaching the server at start, or saying why not.
 //! - [`entry`]: the CloudEvents mapping of stream entries, and reply parsing.
+//! - [`group`]: a consumer group's positions, read and moved from outside it.
 //! - [`link`]: a connection made again after it breaks.
 //! - [`shards`]: which consumer reads which shard of a sharded topic.
 //! - [`sink`]: the writer thread: pipelined `XADD`s, acknowledged per batch.
@@ -26,12 +27,13 @@
 
 pub mod connect;
 pub mod entry;
+pub mod group;
 pub mod link;
 pub mod shards;
 pub mod sink;
 pub mod source;
 
-use super::{Broker, BrokerError, Sink, Source};
+use super::{Broker, BrokerError, GroupPosition, ResetTo, Sink, Source};
 use crate::config::{Config, RedisConfig};
 use crate::event::key_hash;
 use std::sync::Arc;
@@ -186,6 +188,23 @@ impl Broker for Redis {
         .arg(raw)
         .exec(&mut con)
         .map_err(unavailable)
+    }
+
+    fn group_positions(
+        &self,
+        topic: &str,
+        subscriber: &str,
+    ) -> Result<Vec<GroupPosition>, BrokerError> {
+        self.positions_of(topic, subscriber)
+    }
+
+    fn reset_positions(
+        &self,
+        topic: &str,
+        subscriber: &str,
+        to: ResetTo,
+    ) -> Result<Vec<GroupPosition>, BrokerError> {
+        self.reset_of(topic, subscriber, to)
     }
 }
 
