@@ -122,6 +122,9 @@ impl plexus::state::StateBackend for Unanswering {
     fn prune(&self, _: &str, _: u32, _: u64) -> Result<(), StateError> {
         Ok(())
     }
+    fn finished(&self, _: &str, keys: &[String]) -> Result<Vec<bool>, StateError> {
+        Ok(vec![false; keys.len()])
+    }
     fn forget_route(&self, _: &str) -> Result<(), StateError> {
         Ok(())
     }

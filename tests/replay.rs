@@ -1,7 +1,8 @@
 //! The way back from failure, through the real binary: `plexus replay` publishes dead
 //! letters again once the plugin is fixed (embedded files, Kafka, Redis), a second replay
 //! publishes nothing again, and `plexus positions --reset` moves a route back in time to
-//! reprocess (refused while the route runs).
+//! reprocess (refused while the route runs). And a route's dedupe: producer-side duplicates
+//! skipped within the window, handled after it.
 
 use plexus::event::Event;
 use plexus_tests::kafka::{
@@ -470,4 +471,66 @@ fn redis_dead_letters_are_replayed_once_and_a_route_reset_reads_again() {
     assert_eq!(lag, 24);
     run_until_idle(&config);
     assert_eq!(redis::xlen(&out), 36);
+}
+
+/// A route that dedupes with `window`, forwarding `orders` to `out` on the embedded broker,
+/// its state in the scenario's directory; inputs from `file`.
+fn dedupe_config(file: &str, window: &str) -> String {
+    format!(
+        "[broker]\npartitions = 4\n[state]\nbackend = \"local\"\npath = \"state.redb\"\n[[inputs]]\ntopic = \"orders\"\nfile = \"{file}\"\n[[outputs]]\ntopic = \"out\"\nfile = \"out.jsonl\"\n{}dedupe = {{ window = \"{window}\" }}\n",
+        route("orders", "out", false)
+    )
+}
+
+/// An event line with `id` from `source`, keyed by its id (so its duplicates share a
+/// partition and a worker, and meet in one group commit).
+fn from_source(id: &str, source: &str, n: u32) -> String {
+    serde_json::json!({
+        "specversion": "1.0", "id": id, "source": source, "type": "shop.order",
+        "partitionkey": id, "data": { "n": n },
+    })
+    .to_string()
+}
+
+#[test]
+fn dedupe_skips_an_id_finished_within_the_window_and_handles_it_after() {
+    let scenario = Scenario::new();
+    // Ten events, five of them sent again (a producer retrying), and one of the same id
+    // from another source (a different event).
+    let mut lines: Vec<String> = (0..10)
+        .map(|i| from_source(&format!("e-{i}"), "/shop", 1))
+        .collect();
+    lines.extend((0..5).map(|i| from_source(&format!("e-{i}"), "/shop", 2)));
+    lines.push(from_source("e-0", "/elsewhere", 1));
+    scenario.events("first.jsonl", &lines);
+    let report = scenario.run(&dedupe_config("first.jsonl", "4s"));
+    let counts = &report.routes["forward"];
+    assert_eq!(counts.duplicates, 5, "{counts:?}");
+    assert_eq!(counts.succeeded, 11);
+    let out = scenario.output("out.jsonl");
+    assert_eq!(out.len(), 11);
+    assert!(
+        out.0.iter().all(|e| e.data() == br#"{"n":1}"#),
+        "the first of each kept, the duplicates skipped"
+    );
+    let finished_at = std::time::Instant::now();
+
+    // A later run, inside the window: skipped again (the record is in the durable state).
+    scenario.events("second.jsonl", &[from_source("e-7", "/shop", 3)]);
+    let report = scenario.run(&dedupe_config("second.jsonl", "4s"));
+    assert_eq!(report.routes["forward"].duplicates, 1);
+    assert!(scenario.output("out.jsonl").is_empty());
+
+    // After the window: handled again.
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(finished_at.elapsed()));
+    scenario.events(
+        "third.jsonl",
+        &[
+            from_source("e-1", "/shop", 4),
+            from_source("e-2", "/shop", 4),
+        ],
+    );
+    let report = scenario.run(&dedupe_config("third.jsonl", "4s"));
+    assert_eq!(report.routes["forward"].duplicates, 0);
+    assert_eq!(scenario.output("out.jsonl").len(), 2);
 }

@@ -72,6 +72,7 @@ fn measure(engine: &PlexusEngine, store: Arc<dyn StateBackend>, input: &[Event])
         state: store,
         commit_interval: Duration::from_millis(100),
         max_in_flight: 64 << 20,
+        dedupe: None,
     };
     let publisher = Publisher::start(broker.sink()).unwrap();
     let metrics = Arc::new(RouteMetrics::default());

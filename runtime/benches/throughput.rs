@@ -83,6 +83,7 @@ fn measure(plugin: Arc<dyn Plugin>, input: &[Event]) -> f64 {
         state: MemoryBackend::shared(),
         commit_interval: Duration::from_millis(100),
         max_in_flight: 64 << 20,
+        dedupe: None,
     };
     let publisher = Publisher::start(broker.sink()).unwrap();
     let metrics = Arc::new(RouteMetrics::default());

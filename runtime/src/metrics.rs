@@ -85,6 +85,8 @@ pub struct RouteMetrics {
     /// Deliveries of events already applied to state: not handled again, what they emitted
     /// published again.
     pub already_applied: AtomicU64,
+    /// Events skipped as duplicates of one the route finished within its dedupe window.
+    pub duplicates: AtomicU64,
     /// Events handled again because a key they read was written before their commit.
     pub state_conflicts: AtomicU64,
     /// Waits for an unreachable state store (the event is handled again after each).
@@ -214,6 +216,7 @@ impl RouteMetrics {
             emitted: self.emitted.load(Ordering::Relaxed),
             dead_letters_without_payload: self.dead_letters_without_payload.load(Ordering::Relaxed),
             already_applied: self.already_applied.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
             state_conflicts: self.state_conflicts.load(Ordering::Relaxed),
             state_waits: self.state_waits.load(Ordering::Relaxed),
             state_reads: self.state_reads.load(Ordering::Relaxed),
@@ -245,6 +248,8 @@ pub struct RouteSnapshot {
     pub dead_letters_without_payload: u64,
     /// Deliveries skipped because their event was applied to state already.
     pub already_applied: u64,
+    /// Events skipped as duplicates (the route's dedupe).
+    pub duplicates: u64,
     /// Events handled again after a state conflict.
     pub state_conflicts: u64,
     /// Waits for an unreachable state store.

@@ -149,6 +149,12 @@ fn print_summary(report: &RunReport) {
                 counts.already_applied
             ));
         }
+        if counts.duplicates > 0 {
+            notes.push(format!(
+                "{} skipped as duplicates (finished within the dedupe window)",
+                counts.duplicates
+            ));
+        }
         if counts.undeclared_emits > 0 {
             notes.push(format!(
                 "{} emits its plugin's `emits` does not declare",

@@ -90,7 +90,7 @@ fn run_test(options: TestOptions<'_>, out: &mut dyn Write) -> anyhow::Result<()>
                 partition: 0,
                 offset: event.offset,
             };
-            let (_, commit) = txn.into_commit(marker, Vec::new());
+            let (_, commit) = txn.into_commit(marker, Vec::new(), None);
             state.commit(&name, quota, &[commit])?;
         }
         let record = match outcome {

@@ -29,6 +29,17 @@ pub struct RouteConfig {
     /// the route stops reading until some of it is finished.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: ByteSize,
+    /// `dedupe = { window = "24h" }`: skip (count as `duplicate`) an event whose source and
+    /// id this route finished within the window, remembered in the state store.
+    pub dedupe: Option<DedupeConfig>,
+}
+
+/// `[routes.NAME.dedupe]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupeConfig {
+    /// `window = "24h"`: how long the route remembers an event it finished.
+    pub window: Spanned<Duration>,
 }
 
 fn default_max_in_flight() -> ByteSize {

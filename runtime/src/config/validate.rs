@@ -80,6 +80,17 @@ pub(super) fn validate(spec: &ConfigFile, at: &Locator<'_>) -> Vec<ConfigError> 
                 ),
             ));
         }
+        if let Some(dedupe) = &route.dedupe
+            && dedupe.window.get_ref().0 < std::time::Duration::from_secs(1)
+        {
+            errors.push(at.error(
+                Some(dedupe.window.span()),
+                format!(
+                    "route `{route_name}`: dedupe.window must be at least 1s, found {}",
+                    dedupe.window.get_ref()
+                ),
+            ));
+        }
         if *route.retry.max_attempts.get_ref() == 0 {
             errors.push(at.error(
                 Some(route.retry.max_attempts.span()),

@@ -139,6 +139,12 @@ impl Ending {
         );
     }
 
+    /// A duplicate the route's dedupe skips: finished without being handled.
+    pub fn duplicate(self) {
+        RouteMetrics::add(&self.route.metrics.duplicates, 1);
+        self.finish();
+    }
+
     fn dead_lettered(self, kind: FailureKind) {
         self.route.metrics.dead_letter(kind);
         self.finish();

@@ -4,14 +4,15 @@
 //! The events of a group see each other's writes (the [`Overlay`]) and are committed by
 //! one backend call, so a backend pays one round trip or one sync per group, not per event.
 //! An event that neither read nor wrote state and finds the group empty ends at once: a
-//! stateless plugin never waits for a commit. Otherwise it joins the group, even if it
-//! touched no state, so that what one key emits stays in order.
+//! stateless plugin never waits for a commit (unless its route dedupes: then every event
+//! that succeeds is recorded as finished by the commit). Otherwise it joins the group, even
+//! if it touched no state, so that what one key emits stays in order.
 
 use super::ending::Ending;
 use crate::emitted;
 use crate::event::Event;
 use crate::metrics::FailureKind;
-use crate::state::{EventCommit, Marker, Overlay, Transaction};
+use crate::state::{EventCommit, Finished, Marker, Overlay, Transaction};
 use crate::telemetry::Ended;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -117,21 +118,29 @@ impl Group {
         self.waiting.len() >= MAX_GROUP || self.since.is_some_and(|t| t.elapsed() >= MAX_GROUP_WAIT)
     }
 
-    /// Adds a handled event (ending it at once if it needs no commit).
-    pub fn add(&mut self, waiting: Waiting, txn: Transaction, marker: Marker) {
-        if txn.is_untouched() && self.waiting.is_empty() {
+    /// Adds a handled event (ending it at once if it needs no commit). `finished` records,
+    /// if it succeeded, that its route finished it (the route dedupes).
+    pub fn add(
+        &mut self,
+        waiting: Waiting,
+        txn: Transaction,
+        marker: Marker,
+        finished: Option<Finished>,
+    ) {
+        let succeeded = matches!(waiting.fate, Fate::Publish { .. });
+        if txn.is_untouched() && self.waiting.is_empty() && !(succeeded && finished.is_some()) {
             self.overlay = txn.abort();
             waiting.fate.end(waiting.ending);
             return;
         }
         let (overlay, commit) = match &waiting.fate {
             Fate::Publish { emitted, .. } => {
-                let outbox = if txn.has_writes() {
+                let outbox = if txn.has_writes() || finished.is_some() {
                     emitted::encode(emitted)
                 } else {
                     Vec::new()
                 };
-                txn.into_commit(marker, outbox)
+                txn.into_commit(marker, outbox, finished)
             }
             Fate::DeadLetter { .. } => txn.into_reads(),
         };

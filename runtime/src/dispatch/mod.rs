@@ -94,6 +94,8 @@ pub struct RouteSpec {
     /// The most bytes of events (and what they emitted) the route holds unfinished before
     /// it stops reading.
     pub max_in_flight: u64,
+    /// How long the route remembers the events it finished, to skip their duplicates.
+    pub dedupe: Option<Duration>,
 }
 
 impl RouteSpec {

@@ -5,7 +5,9 @@
 //! The order for one event (ADR 14): handle → state commit (writes, the marker that the
 //! route applied the event, and what it emitted, atomically) → publish → finished in the
 //! tracker → source position committed → marker pruned. A delivery whose marker is there
-//! is not handled again: what it emitted is published again instead.
+//! is not handled again: what it emitted is published again instead. On a route that
+//! dedupes, an event whose source and id the route finished within its window is skipped
+//! (checked before handling, and again by the commit, which records it as finished).
 
 use super::RouteSpec;
 use super::budget::Hold;
@@ -18,7 +20,7 @@ use crate::handler::{Handler, Outcome, Plugin};
 use crate::log_context;
 use crate::metrics::{FailureKind, RouteMetrics};
 use crate::shutdown::Shutdown;
-use crate::state::{Marker, Stop};
+use crate::state::{Finished, Marker, Stop, dedupe_key};
 use crate::telemetry::{EventSpan, SpanStart};
 use crossbeam_channel::Receiver;
 use std::collections::VecDeque;
@@ -123,7 +125,11 @@ impl Worker {
             Body::Event(event) => match self.applied_before(&ending) {
                 None => {} // stopping: left unfinished
                 Some(Some(outbox)) => self.republish(ending, event, &outbox),
-                Some(None) => self.handle(ending, event),
+                Some(None) => match self.finished_before(&event) {
+                    None => {} // stopping: left unfinished
+                    Some(true) => self.skip_duplicate(ending, &event),
+                    Some(false) => self.handle(ending, event),
+                },
             },
         }
     }
@@ -142,6 +148,43 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Whether the route (if it dedupes) finished an event of the same source and id within
+    /// its window; `None` when stopping while the store is unreachable.
+    fn finished_before(&mut self, event: &Event) -> Option<bool> {
+        if self.spec.dedupe.is_none() {
+            return Some(false);
+        }
+        let key = [dedupe_key(&event.source, &event.id)];
+        let mut waits = 0;
+        loop {
+            match self.spec.state.finished(&self.spec.name, &key) {
+                Ok(found) => return Some(found.first().copied().unwrap_or(false)),
+                Err(error) => {
+                    if !self.wait_for_store(&error.to_string(), &mut waits) {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends a duplicate of an event the route finished within its dedupe window: not
+    /// handled, nothing emitted.
+    fn skip_duplicate(&self, ending: Ending, event: &Event) {
+        tracing::debug!(route = %self.spec.name, event_id = %event.id, source = %event.source, partition = ending.partition, offset = ending.offset, "duplicate: finished within the dedupe window; skipped");
+        ending.duplicate();
+    }
+
+    /// The record that the route finished `event`, if the route dedupes.
+    fn finished_record(&self, event: &Event) -> Option<Finished> {
+        let window = self.spec.dedupe?;
+        Some(Finished {
+            route: self.spec.name.clone(),
+            key: dedupe_key(&event.source, &event.id),
+            until: crate::event::now_millis().saturating_add(window.as_millis() as i64),
+        })
     }
 
     /// Ends a delivery of an event applied before: publishes again what it emitted then.
@@ -259,12 +302,13 @@ impl Worker {
                 partition: ending.partition,
                 offset: ending.offset,
             };
+            let finished = self.finished_record(&event);
             let waiting = Waiting {
                 ending,
                 delivered: event,
                 fate,
             };
-            self.group.add(waiting, txn, marker);
+            self.group.add(waiting, txn, marker, finished);
             return;
         }
     }
@@ -333,6 +377,11 @@ impl Worker {
                 self.group.forget(&key);
                 RouteMetrics::add(&self.route.metrics.state_conflicts, 1);
                 tracing::debug!(route = %self.spec.name, %key, "state conflict: handling again on the committed value");
+            }
+            Some(Stop::Duplicate) => {
+                if let Some(first) = rest.next() {
+                    self.skip_duplicate(first.ending, &first.delivered);
+                }
             }
             Some(Stop::OverQuota(reason)) => {
                 tracing::debug!(route = %self.spec.name, %reason, "over the state quota at commit: handling again");

@@ -288,6 +288,11 @@ const ROUTE_COUNTERS: &[RouteCounter] = &[
         |c| c.already_applied,
     ),
     (
+        "plexus_events_duplicate",
+        "Events skipped as duplicates: the route finished one of the same source and id within its dedupe window.",
+        |c| c.duplicates,
+    ),
+    (
         "plexus_dead_letters_without_payload",
         "Dead letters the broker refused whole, written without their payload.",
         |c| c.dead_letters_without_payload,

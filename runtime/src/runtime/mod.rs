@@ -294,6 +294,7 @@ impl Runtime {
             state: self.state.clone(),
             commit_interval: COMMIT_INTERVAL,
             max_in_flight: settings.max_in_flight.0,
+            dedupe: settings.dedupe.as_ref().map(|d| d.window.get_ref().0),
         };
         let running = start_route(
             spec,

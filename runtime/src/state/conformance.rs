@@ -27,7 +27,7 @@ fn one_event(
     let namespace = ns(store, name, Quota::UNLIMITED);
     let mut txn = Transaction::begin(Overlay::default());
     f(&mut txn, &namespace);
-    let (_, commit) = txn.into_commit(marker(offset), format!("out-{offset}").into_bytes());
+    let (_, commit) = txn.into_commit(marker(offset), format!("out-{offset}").into_bytes(), None);
     store.commit(name, Quota::UNLIMITED, &[commit]).unwrap()
 }
 
@@ -57,7 +57,7 @@ pub fn conformance(store: &dyn StateBackend, quota_enforced: bool) {
         None,
         "nothing is visible before the commit"
     );
-    let (overlay, commit) = txn.into_commit(marker(1), b"out-1".to_vec());
+    let (overlay, commit) = txn.into_commit(marker(1), b"out-1".to_vec(), None);
     // The next event of the group sees the first one's writes before they are committed.
     let mut next = Transaction::begin(overlay);
     assert_eq!(
@@ -104,8 +104,8 @@ pub fn conformance(store: &dyn StateBackend, quota_enforced: bool) {
         block_on(second.compare_and_swap(&namespace, "n", None, Some(b"1".to_vec()), None))
             .unwrap()
     );
-    let (_, first) = first.into_commit(marker(10), Vec::new());
-    let (_, second) = second.into_commit(marker(11), Vec::new());
+    let (_, first) = first.into_commit(marker(10), Vec::new(), None);
+    let (_, second) = second.into_commit(marker(11), Vec::new(), None);
     assert_eq!(store.commit("c", Quota::UNLIMITED, &[first]).unwrap(), ALL);
     assert_eq!(
         store.commit("c", Quota::UNLIMITED, &[second]).unwrap(),
@@ -137,7 +137,7 @@ pub fn conformance(store: &dyn StateBackend, quota_enforced: bool) {
         .unwrap()),
         ALL
     );
-    let (_, stale) = stale.into_commit(marker(14), Vec::new());
+    let (_, stale) = stale.into_commit(marker(14), Vec::new(), None);
     assert!(matches!(
         store.commit("c", Quota::UNLIMITED, &[stale]).unwrap().stop,
         Some(Stop::Conflict(_))
@@ -149,7 +149,7 @@ pub fn conformance(store: &dyn StateBackend, quota_enforced: bool) {
         let mut txn = Transaction::begin(Overlay::default());
         block_on(txn.get(&namespace, key)).unwrap();
         block_on(txn.set(&namespace, key, b"x".to_vec(), None)).unwrap();
-        group.push(txn.into_commit(marker(offset), Vec::new()).1);
+        group.push(txn.into_commit(marker(offset), Vec::new(), None).1);
     }
     assert_eq!(
         one_event(store, "c", 23, |txn, ns| block_on(txn.set(
@@ -211,6 +211,61 @@ pub fn conformance(store: &dyn StateBackend, quota_enforced: bool) {
     // Bookkeeping outside the namespaces.
     store.set_meta("m", b"v").unwrap();
     assert_eq!(store.meta("m").unwrap(), Some(b"v".to_vec()));
+
+    check_finished(store);
+}
+
+/// A deduping route's finished events: recorded by the commit with the event's writes,
+/// found until their window ends, and a second commit of the same key stops as a duplicate
+/// without applying its writes.
+fn check_finished(store: &dyn StateBackend) {
+    let now = crate::event::now_millis();
+    let finished = |key: &str, until: i64| Finished {
+        route: "d".into(),
+        key: dedupe_key("/src", key),
+        until,
+    };
+    let commit = |offset: u64, done: Finished, value: &[u8]| {
+        let namespace = ns(store, "dd", Quota::UNLIMITED);
+        let mut txn = Transaction::begin(Overlay::default());
+        block_on(txn.set(&namespace, "v", value.to_vec(), None)).unwrap();
+        let (_, commit) = txn.into_commit(marker(offset), Vec::new(), Some(done));
+        store.commit("dd", Quota::UNLIMITED, &[commit]).unwrap()
+    };
+    let keys = [
+        dedupe_key("/src", "e-1"),
+        dedupe_key("/src", "e-2"),
+        dedupe_key("/other", "e-1"),
+    ];
+    assert_eq!(store.finished("d", &keys).unwrap(), [false, false, false]);
+    assert_eq!(commit(500, finished("e-1", now + 60_000), b"first"), ALL);
+    assert_eq!(
+        store.finished("d", &keys).unwrap(),
+        [true, false, false],
+        "found by source and id together"
+    );
+    assert_eq!(
+        store.finished("other-route", &keys[..1]).unwrap(),
+        [false],
+        "per route"
+    );
+    assert_eq!(
+        commit(501, finished("e-1", now + 60_000), b"second"),
+        Committed {
+            applied: 0,
+            stop: Some(Stop::Duplicate)
+        }
+    );
+    assert_eq!(
+        read(store, "dd", "v"),
+        Some(b"first".to_vec()),
+        "the duplicate's write dropped"
+    );
+    // A window that has ended remembers nothing.
+    assert_eq!(commit(502, finished("e-2", now - 1), b"third"), ALL);
+    assert_eq!(store.finished("d", &keys[1..2]).unwrap(), [false]);
+    assert_eq!(commit(503, finished("e-2", now + 60_000), b"fourth"), ALL);
+    assert_eq!(read(store, "dd", "v"), Some(b"fourth".to_vec()));
 }
 
 /// The quota: refused at the call, naming the limit; checked again at the commit.
@@ -229,7 +284,7 @@ fn check_quota(store: &dyn StateBackend) {
         "{refused}"
     );
     block_on(txn.set(&limited, "a", b"2".to_vec(), None)).expect("replacing a key adds none");
-    let (overlay, commit) = txn.into_commit(marker(40), Vec::new());
+    let (overlay, commit) = txn.into_commit(marker(40), Vec::new(), None);
     let mut over = Transaction::begin(overlay);
     assert!(
         block_on(over.set(&limited, "d", b"1".to_vec(), None)).is_err(),
@@ -237,7 +292,7 @@ fn check_quota(store: &dyn StateBackend) {
     );
     let mut sneaky = Transaction::begin(Overlay::default());
     block_on(sneaky.set(&limited, "e", b"1".to_vec(), None)).unwrap();
-    let (_, sneaky) = sneaky.into_commit(marker(41), Vec::new());
+    let (_, sneaky) = sneaky.into_commit(marker(41), Vec::new(), None);
     assert_eq!(store.commit("q", quota, &[commit]).unwrap(), ALL);
     assert!(
         matches!(store.commit("q", quota, &[sneaky]).unwrap().stop, Some(Stop::OverQuota(m)) if m.contains("max_state_keys"))

@@ -23,6 +23,11 @@ const EXPIRY: TableDefinition<(i64, &str, &str), ()> = TableDefinition::new("exp
 const USAGE: TableDefinition<&str, (i64, i64)> = TableDefinition::new("usage");
 const APPLIED: TableDefinition<(&str, u32, u64), &[u8]> = TableDefinition::new("applied");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Events finished by deduping routes: (route, key) → until when.
+const FINISHED: TableDefinition<(&str, &str), i64> = TableDefinition::new("finished");
+/// The same, by when they are forgotten, for purging.
+const FINISHED_EXPIRY: TableDefinition<(i64, &str, &str), ()> =
+    TableDefinition::new("finished_expiry");
 
 /// The cache redb keeps of the file's pages.
 const CACHE_BYTES: usize = 64 << 20;
@@ -120,6 +125,8 @@ impl LocalBackend {
                 usage: txn.open_table(USAGE)?,
                 applied: txn.open_table(APPLIED)?,
                 meta: txn.open_table(META)?,
+                finished: txn.open_table(FINISHED)?,
+                finished_expiry: txn.open_table(FINISHED_EXPIRY)?,
             };
             f(&mut tables)
         })()
@@ -171,6 +178,8 @@ struct Tables<'t> {
     usage: Table<'t, &'static str, (i64, i64)>,
     applied: Table<'t, (&'static str, u32, u64), &'static [u8]>,
     meta: Table<'t, &'static str, &'static [u8]>,
+    finished: Table<'t, (&'static str, &'static str), i64>,
+    finished_expiry: Table<'t, (i64, &'static str, &'static str), ()>,
 }
 
 impl Tables<'_> {
@@ -221,6 +230,17 @@ impl Tables<'_> {
         for (ns, key) in expired {
             self.remove(&ns, &key)?;
         }
+        let mut forgotten = Vec::new();
+        for item in self.finished_expiry.range(..(now, "", ""))? {
+            let (key, _) = item?;
+            let (until, route, key) = key.value();
+            forgotten.push((until, route.to_owned(), key.to_owned()));
+        }
+        for (until, route, key) in forgotten {
+            self.finished_expiry
+                .remove((until, route.as_str(), key.as_str()))?;
+            self.finished.remove((route.as_str(), key.as_str()))?;
+        }
         Ok(())
     }
 
@@ -238,6 +258,14 @@ impl Tables<'_> {
                     .get((marker.route.as_str(), marker.partition, marker.offset))?
         {
             return Ok(Err(Stop::AlreadyApplied(outbox.value().to_vec())));
+        }
+        if let Some(done) = &event.finished
+            && self
+                .finished
+                .get((done.route.as_str(), done.key.as_str()))?
+                .is_some_and(|until| until.value() > now)
+        {
+            return Ok(Err(Stop::Duplicate));
         }
         for (key, seen) in &event.reads {
             if self.live(ns, key, now)?.map_or(0, |e| e.version) != *seen {
@@ -281,6 +309,13 @@ impl Tables<'_> {
                 (marker.route.as_str(), marker.partition, marker.offset),
                 event.outbox.as_slice(),
             )?;
+        }
+        if let Some(done) = &event.finished {
+            let (route, key) = (done.route.as_str(), done.key.as_str());
+            if let Some(before) = self.finished.insert((route, key), done.until)? {
+                self.finished_expiry.remove((before.value(), route, key))?;
+            }
+            self.finished_expiry.insert((done.until, route, key), ())?;
         }
         Ok(Ok(()))
     }
@@ -343,7 +378,7 @@ impl StateBackend for LocalBackend {
     ) -> Result<Committed, StateError> {
         if group
             .iter()
-            .all(|e| e.writes.is_empty() && e.marker.is_none())
+            .all(|e| e.writes.is_empty() && e.marker.is_none() && e.finished.is_none())
         {
             // Nothing to write: check the reads without a write transaction (and its sync).
             return self.validate(ns, group).map_err(|e| self.unavailable(e));
@@ -376,6 +411,26 @@ impl StateBackend for LocalBackend {
                 markers.insert(key.value().2, outbox.value().to_vec());
             }
             Ok(markers)
+        };
+        read().map_err(|e| self.unavailable(e))
+    }
+
+    fn finished(&self, route: &str, keys: &[String]) -> Result<Vec<bool>, StateError> {
+        let read = || -> Result<Vec<bool>, redb::Error> {
+            let txn = self.db.begin_read()?;
+            let table = match txn.open_table(FINISHED) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![false; keys.len()]),
+                Err(error) => return Err(error.into()),
+            };
+            let now = now_millis();
+            keys.iter()
+                .map(|key| {
+                    Ok(table
+                        .get((route, key.as_str()))?
+                        .is_some_and(|until| until.value() > now))
+                })
+                .collect()
         };
         read().map_err(|e| self.unavailable(e))
     }

@@ -109,7 +109,29 @@ struct Inner {
     namespaces: HashMap<String, Namespace>,
     /// Markers: what each route applied, by partition and offset, with what it emitted.
     applied: HashMap<(String, u32), BTreeMap<u64, Vec<u8>>>,
+    /// Events finished by deduping routes, `(route, key)`, until when.
+    finished: HashMap<(String, String), i64>,
+    /// How many finished records there were after the last purge of expired ones.
+    finished_after_purge: usize,
     meta: HashMap<String, Vec<u8>>,
+}
+
+impl Inner {
+    fn is_finished(&self, route: &str, key: &str, now: i64) -> bool {
+        self.finished
+            .get(&(route.to_owned(), key.to_owned()))
+            .is_some_and(|until| *until > now)
+    }
+
+    /// Drops expired finished records once there are twice as many as after the last purge
+    /// (so a purge's cost is spread over the records added since).
+    fn purge_finished(&mut self, now: i64) {
+        if self.finished.len() < 2 * self.finished_after_purge.max(512) {
+            return;
+        }
+        self.finished.retain(|_, until| *until > now);
+        self.finished_after_purge = self.finished.len();
+    }
 }
 
 /// The in-memory backend.
@@ -169,6 +191,7 @@ impl StateBackend for MemoryBackend {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let now = now_millis();
+        inner.purge_finished(now);
         let namespace = inner.namespaces.entry(ns.to_owned()).or_default();
         namespace.purge_expired(now);
         for (index, event) in group.iter().enumerate() {
@@ -184,6 +207,17 @@ impl StateBackend for MemoryBackend {
                     });
                 }
             }
+            if let Some(done) = &event.finished
+                && inner
+                    .finished
+                    .get(&(done.route.clone(), done.key.clone()))
+                    .is_some_and(|until| *until > now)
+            {
+                return Ok(Committed {
+                    applied: index,
+                    stop: Some(Stop::Duplicate),
+                });
+            }
             if let Err(stop) = namespace.apply(ns, quota, event, now) {
                 return Ok(Committed {
                     applied: index,
@@ -196,6 +230,11 @@ impl StateBackend for MemoryBackend {
                     .entry((marker.route.clone(), marker.partition))
                     .or_default()
                     .insert(marker.offset, event.outbox.clone());
+            }
+            if let Some(done) = &event.finished {
+                inner
+                    .finished
+                    .insert((done.route.clone(), done.key.clone()), done.until);
             }
         }
         Ok(Committed {
@@ -211,6 +250,15 @@ impl StateBackend for MemoryBackend {
             .get(&(route.to_owned(), partition))
             .cloned()
             .unwrap_or_default())
+    }
+
+    fn finished(&self, route: &str, keys: &[String]) -> Result<Vec<bool>, StateError> {
+        let inner = self.lock();
+        let now = now_millis();
+        Ok(keys
+            .iter()
+            .map(|key| inner.is_finished(route, key, now))
+            .collect())
     }
 
     fn prune(&self, route: &str, partition: u32, next: u64) -> Result<(), StateError> {

@@ -3,7 +3,9 @@
 //! writes atomically with the record that the route applied that event (its marker).
 //!
 //! A committed event is never applied again: a delivery whose marker is present is not
-//! handled; what it emitted, kept with the marker, is published again instead. Markers are
+//! handled; what it emitted, kept with the marker, is published again instead. A route with
+//! `dedupe` also records, with the same commit, that it finished the event's source and id,
+//! for its window: a later event with both is skipped as a duplicate. Markers are
 //! pruned once the source position past them is committed. Reads are validated at commit
 //! (the version each key had when read), so two writers of one key, in one process or in
 //! several, never lose an update: the later one is handled again on the new value. ADR 14
@@ -160,11 +162,33 @@ pub struct Marker {
     pub offset: u64,
 }
 
+/// That a route finished an event, remembered until `until` so that a duplicate of it (the
+/// same `source` and `id`, published again by a producer or a replay) is skipped: a route's
+/// `dedupe`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// The route that finished it.
+    pub route: String,
+    /// The event's identity: [`dedupe_key`] of its source and id.
+    pub key: String,
+    /// Milliseconds since the Unix epoch when it is forgotten.
+    pub until: i64,
+}
+
+/// The identity of an event for dedupe: its `source` and `id` (which CloudEvents makes
+/// unique together), unambiguous whatever either holds.
+pub fn dedupe_key(source: &str, id: &str) -> String {
+    format!("{}:{source}{id}", source.len())
+}
+
 /// One event's effect on its plugin's namespace, committed all or nothing.
 #[derive(Debug, Clone, Default)]
 pub struct EventCommit {
-    /// The record that the event was applied (events that wrote nothing need none).
+    /// The record that the event was applied (events that wrote nothing need none, unless
+    /// their route dedupes).
     pub marker: Option<Marker>,
+    /// That its route finished it, for the route's dedupe window.
+    pub finished: Option<Finished>,
     /// Every key read from the store, with the version seen (0: absent).
     pub reads: Vec<(String, u64)>,
     /// The writes, one per key.
@@ -184,6 +208,10 @@ pub enum Stop {
     AlreadyApplied(Vec<u8>),
     /// Applying the event would take the namespace past its quota.
     OverQuota(String),
+    /// Its route finished an event of the same source and id within its dedupe window
+    /// (another worker or process, since this one looked): its writes are dropped and it
+    /// is skipped as a duplicate.
+    Duplicate,
 }
 
 /// How a group commit went: the first `applied` events are committed; the one after them
@@ -221,6 +249,8 @@ pub trait StateBackend: Send + Sync {
     fn applied(&self, route: &str, partition: u32) -> Result<BTreeMap<u64, Vec<u8>>, StateError>;
     /// Forgets the markers of `route`'s `partition` below `next` (its committed position).
     fn prune(&self, route: &str, partition: u32, next: u64) -> Result<(), StateError>;
+    /// Which of `keys` ([`dedupe_key`]) `route` finished and still remembers.
+    fn finished(&self, route: &str, keys: &[String]) -> Result<Vec<bool>, StateError>;
     /// Forgets every marker of `route` (on the embedded broker, whose positions do not
     /// outlive a run).
     fn forget_route(&self, route: &str) -> Result<(), StateError>;

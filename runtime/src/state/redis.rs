@@ -10,6 +10,7 @@
 //! - `P:s:NAMESPACE:KEY`: an entry, a hash of its value (`v`) and version (`n`);
 //! - `P:applied:ROUTE:PARTITION`: the route's markers, offset → what the event emitted,
 //!   with `P:applied:ROUTE:PARTITION:idx`, the same offsets in a sorted set for pruning;
+//! - `P:done:ROUTE:KEY`: an event a deduping route finished, expiring with its window;
 //! - `P:meta`: the store's bookkeeping.
 //!
 //! Reads run on tokio's blocking pool and are awaited, so a plugin's time limit still holds
@@ -28,10 +29,11 @@ use std::time::Duration;
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Commits a group: see the module's documentation. ARGV: prefix, namespace, event count,
-/// then per event: has marker (1/0), route, partition, offset, what it emitted, read count,
-/// (key, version) per read, write count, (key, P|D, value, TTL in ms or 0, version) per
-/// write.
-/// Returns `{applied}`, or `{applied, "applied", emitted}` / `{applied, "conflict", key}`.
+/// then per event: has marker (1/0), route, partition, offset, what it emitted, finished
+/// (1/0), its key, its TTL in ms, read count, (key, version) per read, write count, (key,
+/// P|D, value, TTL in ms or 0, version) per write.
+/// Returns `{applied}`, or `{applied, "applied", emitted}` / `{applied, "conflict", key}` /
+/// `{applied, "duplicate", ""}`.
 const COMMIT: &str = r#"
 local prefix, ns = ARGV[1], ARGV[2]
 local events = tonumber(ARGV[3])
@@ -42,11 +44,13 @@ for e = 1, events do
   local marked = ARGV[i] == '1'
   local markers = prefix .. ':applied:' .. ARGV[i + 1] .. ':' .. ARGV[i + 2]
   local offset, emitted = ARGV[i + 3], ARGV[i + 4]
-  i = i + 5
+  local done, done_key, done_ttl = ARGV[i + 5] == '1', ARGV[i + 6], ARGV[i + 7]
+  i = i + 8
   if marked then
     local before = redis.call('HGET', markers, offset)
     if before then return {applied, 'applied', before} end
   end
+  if done and redis.call('EXISTS', done_key) == 1 then return {applied, 'duplicate', ''} end
   local reads = tonumber(ARGV[i]); i = i + 1
   for r = 1, reads do
     local version = redis.call('HGET', entry(ARGV[i]), 'n') or '0'
@@ -67,6 +71,7 @@ for e = 1, events do
     redis.call('HSET', markers, offset, emitted)
     redis.call('ZADD', markers .. ':idx', offset, offset)
   end
+  if done then redis.call('SET', done_key, '1', 'PX', done_ttl) end
   applied = applied + 1
 end
 return {applied}
@@ -235,9 +240,21 @@ impl StateBackend for RedisBackend {
                     .arg(m.offset),
                 None => invocation.arg(0).arg("").arg(0).arg(0),
             };
-            invocation
-                .arg(event.outbox.as_slice())
-                .arg(event.reads.len());
+            invocation.arg(event.outbox.as_slice());
+            // A record whose window has ended already is neither checked nor kept.
+            let ttl = event
+                .finished
+                .as_ref()
+                .map(|done| (done, done.until - crate::event::now_millis()))
+                .filter(|(_, ttl)| *ttl > 0);
+            match ttl {
+                Some((done, ttl)) => invocation
+                    .arg(1)
+                    .arg(self.key(&["done", &done.route, &done.key]))
+                    .arg(ttl),
+                None => invocation.arg(0).arg("").arg(0),
+            };
+            invocation.arg(event.reads.len());
             for (key, version) in &event.reads {
                 invocation.arg(key).arg(version);
             }
@@ -273,6 +290,7 @@ impl StateBackend for RedisBackend {
         let stop = match (reply.get(1).and_then(text), reply.get(2).and_then(text)) {
             (None, _) => None,
             (Some(kind), Some(detail)) if kind == b"applied" => Some(Stop::AlreadyApplied(detail)),
+            (Some(kind), _) if kind == b"duplicate" => Some(Stop::Duplicate),
             (Some(_), detail) => Some(Stop::Conflict(
                 String::from_utf8_lossy(&detail.unwrap_or_default()).into_owned(),
             )),
@@ -285,6 +303,15 @@ impl StateBackend for RedisBackend {
         let all: Vec<(u64, Vec<u8>)> =
             self.with(|con| redis::cmd("HGETALL").arg(&markers).query(con))?;
         Ok(all.into_iter().collect())
+    }
+
+    fn finished(&self, route: &str, keys: &[String]) -> Result<Vec<bool>, StateError> {
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("EXISTS").arg(self.key(&["done", route, key]));
+        }
+        let found: Vec<i64> = self.with(|con| pipe.query(con))?;
+        Ok(found.into_iter().map(|n| n == 1).collect())
     }
 
     fn prune(&self, route: &str, partition: u32, next: u64) -> Result<(), StateError> {

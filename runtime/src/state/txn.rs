@@ -15,8 +15,8 @@
 //! exactly.
 
 use super::{
-    EventCommit, Marker, Quota, StateBackend, StateError, Stored, Usage, Write, check_sizes,
-    fresh_version,
+    EventCommit, Finished, Marker, Quota, StateBackend, StateError, Stored, Usage, Write,
+    check_sizes, fresh_version,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -202,12 +202,20 @@ impl Transaction {
     }
 
     /// Ends the transaction of a handled event: its writes join the overlay (so the events
-    /// after it see them) and its commit is returned, to be made with the group.
-    pub fn into_commit(mut self, marker: Marker, outbox: Vec<u8>) -> (Overlay, EventCommit) {
+    /// after it see them) and its commit is returned, to be made with the group. The marker
+    /// goes with an event that wrote, or that its route records as `finished` (so that a
+    /// delivery again after a crash publishes what it emitted rather than skip it).
+    pub fn into_commit(
+        mut self,
+        marker: Marker,
+        outbox: Vec<u8>,
+        finished: Option<Finished>,
+    ) -> (Overlay, EventCommit) {
         self.overlay.absorb(&self.writes, self.change);
-        let marker = (!self.writes.is_empty()).then_some(marker);
+        let marker = (!self.writes.is_empty() || finished.is_some()).then_some(marker);
         let commit = EventCommit {
             marker,
+            finished,
             reads: versions(self.reads),
             writes: self.writes.into_iter().collect(),
             outbox,
