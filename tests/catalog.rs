@@ -17,6 +17,16 @@ const CASES: &[(&str, &str, &str)] = &[
         "docs/catalog/catalog.md",
     ),
     (
+        "examples/ledger/plexus.toml",
+        "markdown",
+        "docs/catalog/ledger.md",
+    ),
+    (
+        "examples/checkout-saga/plexus.toml",
+        "markdown",
+        "docs/catalog/checkout-saga.md",
+    ),
+    (
         "examples/shop/kafka.toml",
         "mermaid",
         "tests/catalog/shop-kafka.mmd",

@@ -111,7 +111,7 @@ fn a_digest_that_does_not_match_is_refused() {
 
 #[test]
 fn the_examples_check_clean() {
-    for example in ["shop", "catalog"] {
+    for example in ["shop", "catalog", "ledger", "checkout-saga"] {
         let checked = check(&repo(&format!("examples/{example}/plexus.toml")));
         assert_eq!(checked.code, 0, "{example}: {}", checked.stderr);
         assert!(checked.stdout.starts_with("ok: "), "{}", checked.stdout);

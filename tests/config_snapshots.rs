@@ -89,7 +89,15 @@ fn render(spec: &impl std::fmt::Debug, dir: &Path) -> String {
 
 #[test]
 fn the_example_configs_parse() {
-    for example in ["shop/plexus", "shop/kafka", "shop/redis", "catalog/plexus"] {
+    for example in [
+        "shop/plexus",
+        "shop/kafka",
+        "shop/redis",
+        "catalog/plexus",
+        "ledger/plexus",
+        "ledger/kafka",
+        "checkout-saga/plexus",
+    ] {
         let path = plexus_tests::repo(&format!("examples/{example}.toml"));
         Config::load(&path).unwrap_or_else(|e| panic!("{example}: {e}"));
     }

@@ -150,6 +150,18 @@ pub fn end_offsets(topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
         .collect()
 }
 
+/// Records in `topic` now (its partitions' ends summed), 0 while it does not exist.
+pub fn records_in(topic: &str, partitions: i32) -> u64 {
+    let consumer: BaseConsumer = config().create().unwrap();
+    (0..partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .map_or(0, |(_, high)| high.max(0) as u64)
+        })
+        .sum()
+}
+
 /// `examples/shop/kafka.toml` made private to one test ([`crate::private_shop_config`]), the
 /// broker at `address`.
 pub fn shop_config(prefix: &str, address: &str) -> String {

@@ -72,7 +72,7 @@ fn replace_inputs(config: &mut Config, inputs: &[(String, String)]) -> Result<()
     for (topic, file) in inputs {
         let topic = topic.parse().map_err(|e| format!("{topic}={file}: {e}"))?;
         let file = std::path::PathBuf::from(file);
-        if !file.is_file() {
+        if !file.exists() || file.is_dir() {
             return Err(format!("{}: no such file", file.display()));
         }
         config

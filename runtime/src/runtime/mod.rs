@@ -325,9 +325,10 @@ impl Runtime {
     }
 
     /// Whether the run is over by itself: on the embedded broker, inputs exhausted and every
-    /// route finished; on Kafka with `idle_exit`, inputs fed, nothing in flight (read and
-    /// unfinished, or being published) and nothing received for that long, with the broker
-    /// answering (an outage is never taken for having nothing to do).
+    /// route finished; on Kafka with `idle_exit`, inputs fed, every route given its
+    /// partitions, nothing in flight (read and unfinished, or being published) and nothing
+    /// received for that long, with the broker answering (an outage is never taken for
+    /// having nothing to do).
     pub fn is_done(&self) -> bool {
         if let Some(idle) = self
             .config
@@ -342,8 +343,16 @@ impl Runtime {
                 .values()
                 .map(|r| r.metrics.snapshot().received)
                 .sum();
+            // A route not given its partitions yet (a group still waiting for the members
+            // of a killed process to time out) has not seen what it has to do.
             let busy = self.publisher.pending() > 0
-                || self.routes.values().any(|r| r.running.in_flight() > 0);
+                || self.routes.values().any(|r| {
+                    r.running.in_flight() > 0
+                        || !r
+                            .metrics
+                            .assigned
+                            .load(std::sync::atomic::Ordering::Relaxed)
+                });
             let (seen, since) = self.progress.get();
             if received != seen || busy {
                 self.progress.set((received, Instant::now()));

@@ -56,6 +56,9 @@ pub fn admit(store: &dyn StateBackend, inputs: &[&Path]) -> Result<(), String> {
         let canonical =
             std::fs::canonicalize(path).map_err(|e| format!("input {}: {e}", path.display()))?;
         let key = format!("input:{}", canonical.display());
+        if std::fs::metadata(&canonical).is_ok_and(|m| m.len() == 0) {
+            continue; // nothing in it to apply twice (`--input T=/dev/null`)
+        }
         let previous = store
             .meta(&key)
             .map_err(|e| e.to_string())?
