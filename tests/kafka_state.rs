@@ -96,10 +96,16 @@ struct Stream {
 }
 
 fn stream(name: &str) -> Stream {
+    let stream = unsent_stream(name);
+    produce_events(&stream.input, &stream.sent);
+    stream
+}
+
+/// [`stream`] with nothing produced yet.
+fn unsent_stream(name: &str) -> Stream {
     let input = unique(&format!("{name}-in"));
     create_topic(&input, 4);
     let (sent, expected) = keyed_events(name, EVENTS, KEYS);
-    produce_events(&input, &sent);
     Stream {
         input,
         out: unique(&format!("{name}-out")),
@@ -223,7 +229,10 @@ fn redis_state_shared_by_two_processes_counts_exactly_when_one_is_killed() {
         group,
         sent,
         expected,
-    } = stream("shared");
+    } = unsent_stream("shared");
+    // Half the events now, half once both processes hold partitions: so the stream is
+    // still running when one is killed, however fast this machine is today.
+    produce_events(&input, &sent[..EVENTS / 2]);
     let (state, prefix) = redis_state();
     // The survivor waits out the dead member's session (10s) before it gets its partitions.
     let broker = format!("kafka.group = \"{group}\"\nidle_exit = \"20s\"");
@@ -264,6 +273,7 @@ fn redis_state_shared_by_two_processes_counts_exactly_when_one_is_killed() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    produce_events(&input, &sent[EVENTS / 2..]);
     let now = wait_for_records(&out, EVENTS, Duration::ZERO);
     assert!(
         wait_for_records(&out, now + 300, Duration::from_secs(120)) >= now + 300,

@@ -4,7 +4,8 @@
 //! `local` (a redb file in a temporary directory) and `redis` (the server at
 //! `$PLEXUS_REDIS_URL`, which `scripts/bench` starts). Each case runs `ROUNDS` times on a
 //! fresh store; the median is reported with min and max, and each durable backend as a
-//! ratio of `memory`.
+//! ratio of `memory`. A last case runs `local` with the route's `dedupe` on (a record per
+//! event, looked up before and written with the commit), as a ratio of `local` without.
 
 use plexus::Shutdown;
 use plexus::config::Limits;
@@ -40,8 +41,14 @@ fn events(count: usize) -> Vec<Event> {
         .collect()
 }
 
-/// Runs `input` through one counting route with state in `store`; events per second.
-fn measure(engine: &PlexusEngine, store: Arc<dyn StateBackend>, input: &[Event]) -> f64 {
+/// Runs `input` through one counting route with state in `store` (deduping for `dedupe`);
+/// events per second.
+fn measure(
+    engine: &PlexusEngine,
+    store: Arc<dyn StateBackend>,
+    input: &[Event],
+    dedupe: Option<Duration>,
+) -> f64 {
     let loaded = component::load(engine, "counter", Path::new(plexus_guests::COUNTER), None)
         .unwrap_or_else(|e| panic!("{e}"));
     let context = PluginContext {
@@ -72,7 +79,7 @@ fn measure(engine: &PlexusEngine, store: Arc<dyn StateBackend>, input: &[Event])
         state: store,
         commit_interval: Duration::from_millis(100),
         max_in_flight: 64 << 20,
-        dedupe: None,
+        dedupe,
     };
     let publisher = Publisher::start(broker.sink()).unwrap();
     let metrics = Arc::new(RouteMetrics::default());
@@ -103,10 +110,16 @@ fn median_of(
     engine: &PlexusEngine,
     fresh: &dyn Fn(usize) -> Arc<dyn StateBackend>,
     input: &[Event],
+    dedupe: Option<Duration>,
 ) -> (f64, f64, f64) {
-    measure(engine, fresh(usize::MAX), &input[..input.len() / 10]); // warm-up
+    measure(
+        engine,
+        fresh(usize::MAX),
+        &input[..input.len() / 10],
+        dedupe,
+    ); // warm-up
     let mut runs: Vec<f64> = (0..ROUNDS)
-        .map(|round| measure(engine, fresh(round), input))
+        .map(|round| measure(engine, fresh(round), input, dedupe))
         .collect();
     runs.sort_by(|a, b| a.total_cmp(b));
     (runs[ROUNDS / 2], runs[0], runs[ROUNDS - 1])
@@ -127,15 +140,15 @@ fn main() {
         "counting pipeline (per-key count in state, one emit per event): {count} events over {KEYS} keys per round, two workers, {ROUNDS} rounds; median (min, max)"
     );
 
-    let memory = median_of(&engine, &|_| MemoryBackend::shared(), &input);
-    let local = median_of(
-        &engine,
-        &|round| {
-            let path = dir.path().join(format!("state-{round}.redb"));
+    let memory = median_of(&engine, &|_| MemoryBackend::shared(), &input, None);
+    let local_at = |name: &'static str| {
+        let dir = dir.path().to_owned();
+        move |round: usize| -> Arc<dyn StateBackend> {
+            let path = dir.join(format!("{name}-{round}.redb"));
             Arc::new(LocalBackend::open(&path).unwrap())
-        },
-        &input,
-    );
+        }
+    };
+    let local = median_of(&engine, &local_at("state"), &input, None);
     let redis = median_of(
         &engine,
         &|round| {
@@ -143,6 +156,13 @@ fn main() {
             Arc::new(RedisBackend::open(&redis_url, &prefix).unwrap())
         },
         &input,
+        None,
+    );
+    let deduped = median_of(
+        &engine,
+        &local_at("dedupe"),
+        &input,
+        Some(Duration::from_secs(24 * 3600)),
     );
     let line = |name: &str, (median, min, max): (f64, f64, f64)| {
         println!(
@@ -153,4 +173,11 @@ fn main() {
     line("memory", memory);
     line("local", local);
     line("redis", redis);
+    println!(
+        "  local with dedupe = {{ window = \"24h\" }}: {:.0} events/s ({:.0}, {:.0})  {:.2}x local",
+        deduped.0,
+        deduped.1,
+        deduped.2,
+        deduped.0 / local.0
+    );
 }
