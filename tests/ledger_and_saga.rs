@@ -245,26 +245,24 @@ fn assert_consistent(events: &[Value], state: &Path, credit_cents: i64, stock: i
         .values()
         .map(|o| o["sku"].as_str().unwrap().to_owned())
         .collect();
-    let wallets = integers(state, "payments", "wallet", &customers);
-    for customer in &customers {
-        let held = wallets.get(customer).copied().unwrap_or(0);
-        assert_eq!(
-            held,
-            spent.get(customer).copied().unwrap_or(0),
-            "{customer}: the wallet holds what the confirmed orders cost"
-        );
-        assert!(held <= credit_cents);
-    }
-    let taken = integers(state, "stock", "reserved", &skus);
-    for sku in &skus {
-        let held = taken.get(sku).copied().unwrap_or(0);
-        assert_eq!(
-            held,
-            reserved.get(sku).copied().unwrap_or(0),
-            "{sku}: the stock reserved is what the confirmed orders took"
-        );
-        assert!(held <= stock);
-    }
+    let holds = |ns: &str,
+                 prefix: &str,
+                 names: &BTreeSet<String>,
+                 took: &BTreeMap<String, i64>,
+                 limit: i64| {
+        let held = integers(state, ns, prefix, names);
+        for name in names {
+            let held = held.get(name).copied().unwrap_or(0);
+            assert_eq!(
+                held,
+                took.get(name).copied().unwrap_or(0),
+                "{ns} {prefix}/{name}: what the confirmed orders took"
+            );
+            assert!(held <= limit, "{ns} {prefix}/{name}: {held} over {limit}");
+        }
+    };
+    holds("payments", "wallet", &customers, &spent, credit_cents);
+    holds("stock", "reserved", &skus, &reserved, stock);
 }
 
 /// `count` orders over 5 customers and 3 items, as the example's events are; every tenth is

@@ -26,6 +26,15 @@ fn plexus(args: &[&str]) -> Output {
     plexus_command().args(args).output().expect("run plexus")
 }
 
+/// Runs `plexus ARGS`, which must succeed and say `said` on stderr; its output.
+fn succeeds_saying(args: &[&str], said: &str) -> Output {
+    let output = plexus(args);
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains(said), "expected `{said}` in: {stderr}");
+    output
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -131,10 +140,10 @@ fn embedded_dead_letters_are_replayed_through_the_fixed_plugin() {
 
     // Fixed: the letters go back to `orders`, and all of them now succeed.
     write(false);
-    let replayed = plexus(&["replay", "--config", config, "--limit", "7"]);
-    assert!(replayed.status.success(), "{}", text(&replayed.stderr));
-    let said = text(&replayed.stderr);
-    assert!(said.contains("replayed 7 of 10 letters"), "{said}");
+    succeeds_saying(
+        &["replay", "--config", config, "--limit", "7"],
+        "replayed 7 of 10 letters",
+    );
     let file = scenario.dir.path().join("replay/orders.jsonl");
     assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 7);
     let all = plexus(&["replay", "--config", config]);
@@ -224,27 +233,15 @@ fn kafka_dead_letters_are_replayed_once() {
     for id in &chosen {
         args.extend(["--id", id.as_str()]);
     }
-    let evens = plexus(&args);
-    assert!(evens.status.success(), "{}", text(&evens.stderr));
-    assert!(
-        text(&evens.stderr).contains("replayed 15 of 30 letters"),
-        "{}",
-        text(&evens.stderr)
-    );
+    succeeds_saying(&args, "replayed 15 of 30 letters");
     // Then everything, in the default group: all 30 go once; a second time nothing does.
-    let all = plexus(&["replay", "--config", config_text]);
-    assert!(all.status.success(), "{}", text(&all.stderr));
-    assert!(
-        text(&all.stderr).contains("replayed 30 of 30 letters"),
-        "{}",
-        text(&all.stderr)
+    succeeds_saying(
+        &["replay", "--config", config_text],
+        "replayed 30 of 30 letters",
     );
-    let twice = plexus(&["replay", "--config", config_text]);
-    assert!(twice.status.success(), "{}", text(&twice.stderr));
-    assert!(
-        text(&twice.stderr).contains("replayed 0 of 0 letters"),
-        "{}",
-        text(&twice.stderr)
+    succeeds_saying(
+        &["replay", "--config", config_text],
+        "replayed 0 of 0 letters",
     );
 
     run_until_idle(&config);
@@ -433,17 +430,13 @@ fn redis_dead_letters_are_replayed_once_and_a_route_reset_reads_again() {
     assert_eq!(redis::xlen(&dlq), 12);
 
     redis_config(&scenario, &group, &input, &out, false);
-    let first = plexus(&["replay", "--config", config_text]);
-    assert!(
-        text(&first.stderr).contains("replayed 12 of 12 letters"),
-        "{}",
-        text(&first.stderr)
+    succeeds_saying(
+        &["replay", "--config", config_text],
+        "replayed 12 of 12 letters",
     );
-    let second = plexus(&["replay", "--config", config_text]);
-    assert!(
-        text(&second.stderr).contains("replayed 0 of 0 letters"),
-        "{}",
-        text(&second.stderr)
+    succeeds_saying(
+        &["replay", "--config", config_text],
+        "replayed 0 of 0 letters",
     );
     run_until_idle(&config);
     assert_eq!(redis::xlen(&out), 12, "each replayed event forwarded once");
@@ -503,7 +496,7 @@ fn dedupe_skips_an_id_finished_within_the_window_and_handles_it_after() {
     lines.extend((0..5).map(|i| from_source(&format!("e-{i}"), "/shop", 2)));
     lines.push(from_source("e-0", "/elsewhere", 1));
     scenario.events("first.jsonl", &lines);
-    let report = scenario.run(&dedupe_config("first.jsonl", "4s"));
+    let report = scenario.run(&dedupe_config("first.jsonl", "8s"));
     let counts = &report.routes["forward"];
     assert_eq!(counts.duplicates, 5, "{counts:?}");
     assert_eq!(counts.succeeded, 11);
@@ -517,12 +510,12 @@ fn dedupe_skips_an_id_finished_within_the_window_and_handles_it_after() {
 
     // A later run, inside the window: skipped again (the record is in the durable state).
     scenario.events("second.jsonl", &[from_source("e-7", "/shop", 3)]);
-    let report = scenario.run(&dedupe_config("second.jsonl", "4s"));
+    let report = scenario.run(&dedupe_config("second.jsonl", "8s"));
     assert_eq!(report.routes["forward"].duplicates, 1);
     assert!(scenario.output("out.jsonl").is_empty());
 
     // After the window: handled again.
-    std::thread::sleep(Duration::from_secs(5).saturating_sub(finished_at.elapsed()));
+    std::thread::sleep(Duration::from_secs(9).saturating_sub(finished_at.elapsed()));
     scenario.events(
         "third.jsonl",
         &[
@@ -530,7 +523,7 @@ fn dedupe_skips_an_id_finished_within_the_window_and_handles_it_after() {
             from_source("e-2", "/shop", 4),
         ],
     );
-    let report = scenario.run(&dedupe_config("third.jsonl", "4s"));
+    let report = scenario.run(&dedupe_config("third.jsonl", "8s"));
     assert_eq!(report.routes["forward"].duplicates, 0);
     assert_eq!(scenario.output("out.jsonl").len(), 2);
 }
