@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How long a read waits with nothing coming before it takes the topic as read.
-const QUIET_END: Duration = Duration::from_secs(3);
+const QUIET_END: Duration = Duration::from_secs(10);
 /// How long the group may take to hand this consumer its partitions.
 const ASSIGN_TIMEOUT: Duration = Duration::from_secs(60);
 
