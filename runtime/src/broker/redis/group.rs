@@ -189,7 +189,6 @@ impl Redis {
             };
             let mut destroy = redis::cmd("XGROUP");
             destroy.arg("DESTROY").arg(stream).arg(&group);
-            destroy.query::<Value>(&mut con).map_err(unavailable)?;
             let mut create = redis::cmd("XGROUP");
             create
                 .arg("CREATE")
@@ -200,7 +199,14 @@ impl Redis {
             if let Some(read) = entries_read {
                 create.arg("ENTRIESREAD").arg(read);
             }
-            create.query::<Value>(&mut con).map_err(unavailable)?;
+            // In one MULTI: a reset cut off half-way must not leave the stream without its
+            // group, which the route would then create again from the first entry.
+            redis::pipe()
+                .atomic()
+                .add_command(destroy)
+                .add_command(create)
+                .query::<Value>(&mut con)
+                .map_err(unavailable)?;
             tracing::info!(%stream, %group, %id, "positions reset");
         }
         self.positions_of(topic, subscriber)
