@@ -13,6 +13,10 @@
 //! the same run. Run with `scripts/bench-kafka`, which starts the broker
 //! and says where its SASL_SSL listener and CA are (`PLEXUS_KAFKA_SASL_SSL`,
 //! `PLEXUS_KAFKA_CA`).
+//!
+//! With `PLEXUS_BENCH_EXACTLY_ONCE` set (`scripts/bench-kafka --exactly-once`), it measures
+//! instead Plexus at-least-once beside Plexus exactly-once (Kafka transactions), plaintext,
+//! in the order A B B A, each timed until its last commit.
 
 use plexus::Runtime;
 use plexus::Shutdown;
@@ -193,6 +197,37 @@ fn pipe(cluster: &Cluster, input: &str, output: &str, count: usize) -> f64 {
 
 /// Plexus with the filter plugin and `workers` workers; events per second.
 fn plexus(cluster: &Cluster, input: &str, output: &str, count: usize, workers: u32) -> f64 {
+    plexus_with(
+        cluster,
+        input,
+        output,
+        count,
+        workers,
+        Delivery::AtLeastOnce,
+    )
+}
+
+/// The route's `delivery`, and when a run counts as done.
+#[derive(Clone, Copy)]
+enum Delivery {
+    /// At-least-once, done when the last output is acknowledged.
+    AtLeastOnce,
+    /// At-least-once, done when the runtime has stopped (its last positions committed), to
+    /// compare with exactly-once on equal terms.
+    AtLeastOnceCommitted,
+    /// Exactly-once, done when the runtime has stopped (its last transaction committed).
+    ExactlyOnce,
+}
+
+/// [`plexus`] with the route's delivery guarantee chosen.
+fn plexus_with(
+    cluster: &Cluster,
+    input: &str,
+    output: &str,
+    count: usize,
+    workers: u32,
+    delivery: Delivery,
+) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let broker = cluster.plexus_broker(
         &format!("kafka.group = \"{output}.plexus\"\nkafka.create_topics = false\n"),
@@ -201,7 +236,11 @@ fn plexus(cluster: &Cluster, input: &str, output: &str, count: usize, workers: u
     let filter = plexus_guests::FILTER;
     let text = format!(
         "{broker}[plugins.filter]\npath = \"{filter}\"\nconfig = {{ out = \"{output}\", prefix = \"bench.\" }}\n\
-         [routes.filter]\ntopic = \"{input}\"\nplugin = \"filter\"\nconcurrency = {workers}\ndead_letter = \"{input}.dlq\"\n"
+         [routes.filter]\ntopic = \"{input}\"\nplugin = \"filter\"\nconcurrency = {workers}\ndead_letter = \"{input}.dlq\"\n{}",
+        match delivery {
+            Delivery::ExactlyOnce => "delivery = \"exactly-once\"\n",
+            _ => "",
+        }
     );
     let path = dir.path().join("plexus.toml");
     std::fs::write(&path, text).unwrap();
@@ -221,9 +260,42 @@ fn plexus(cluster: &Cluster, input: &str, output: &str, count: usize, workers: u
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let elapsed = started.expect("consumed").elapsed();
-    runtime.stop();
+    let elapsed = match delivery {
+        Delivery::AtLeastOnce => {
+            let elapsed = started.expect("consumed").elapsed();
+            runtime.stop();
+            elapsed
+        }
+        Delivery::AtLeastOnceCommitted | Delivery::ExactlyOnce => {
+            runtime.stop();
+            started.expect("consumed").elapsed()
+        }
+    };
     count as f64 / elapsed.as_secs_f64()
+}
+
+/// Plexus at-least-once beside Plexus exactly-once on the same input, in the order A B B A;
+/// each side is timed until its last commit (the runtime stopped).
+fn compare_delivery(
+    cluster: &Cluster,
+    input: &str,
+    output: &mut dyn FnMut(&str) -> String,
+    count: usize,
+    workers: u32,
+) {
+    let mut run =
+        |delivery| plexus_with(cluster, input, &output("plexus"), count, workers, delivery);
+    let a1 = run(Delivery::AtLeastOnceCommitted);
+    let b1 = run(Delivery::ExactlyOnce);
+    let b2 = run(Delivery::ExactlyOnce);
+    let a2 = run(Delivery::AtLeastOnceCommitted);
+    println!(
+        "in order: at-least-once {a1:.0}, exactly-once {b1:.0}, exactly-once {b2:.0}, at-least-once {a2:.0} ev/s"
+    );
+    let (at_least, exactly) = ((a1 + a2) / 2.0, (b1 + b2) / 2.0);
+    println!("plexus at-least-once ({workers} workers): {at_least:.0} events/s");
+    println!("plexus exactly-once ({workers} workers):  {exactly:.0} events/s");
+    println!("exactly-once / at-least-once: {:.2}", exactly / at_least);
 }
 
 fn main() {
@@ -302,6 +374,10 @@ fn measure(bootstrap: &str, count: usize, run: u64) {
         "producing the input: {:.0} events/s",
         produce_input(&plaintext, &input, count)
     );
+    if std::env::var_os("PLEXUS_BENCH_EXACTLY_ONCE").is_some() {
+        compare_delivery(&plaintext, &input, &mut output, count, workers);
+        return;
+    }
     let secured = match (
         std::env::var("PLEXUS_KAFKA_SASL_SSL"),
         std::env::var("PLEXUS_KAFKA_CA"),

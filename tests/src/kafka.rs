@@ -218,8 +218,26 @@ pub fn wait_for_records(topic: &str, count: usize, timeout: Duration) -> usize {
     read_records(topic, count, timeout, false).len()
 }
 
+/// Every record `topic` holds, aborted transactions' included (`read_uncommitted`), that
+/// can be read within `timeout`, decoded.
+pub fn read_uncommitted_for(topic: &str, timeout: Duration) -> Vec<Event> {
+    read_isolated(topic, usize::MAX, timeout, false, "read_uncommitted")
+}
+
 fn read_records(topic: &str, expected: usize, timeout: Duration, until_quiet: bool) -> Vec<Event> {
+    // librdkafka's default, named here because exactly-once tests depend on it.
+    read_isolated(topic, expected, timeout, until_quiet, "read_committed")
+}
+
+fn read_isolated(
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+    until_quiet: bool,
+    isolation: &str,
+) -> Vec<Event> {
     let consumer: BaseConsumer = config()
+        .set("isolation.level", isolation)
         .set("group.id", unique("reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")

@@ -47,6 +47,20 @@ pub(crate) trait Broker: Send + Sync {
     /// Where events are published.
     fn sink(&self) -> Arc<dyn Sink>;
 
+    /// A subscription for an exactly-once route: its commits are transactions that also
+    /// hold what the route publishes through [`Source::transactional_sink`]. Refused by
+    /// brokers without transactions.
+    fn subscribe_exactly_once(
+        &self,
+        _topic: &str,
+        _subscriber: &str,
+    ) -> Result<Box<dyn Source>, BrokerError> {
+        Err(BrokerError::Refused(format!(
+            "delivery = \"exactly-once\" needs Kafka transactions; the {} broker has none",
+            self.kind()
+        )))
+    }
+
     /// Makes sure `topics` exist, where the broker needs them made (Kafka with
     /// `create_topics`); the others make topics as they are written.
     fn ensure_topics(&self, _topics: &[String]) -> Result<(), BrokerError> {
@@ -297,6 +311,11 @@ pub trait Source: Send {
     /// Waits up to `timeout` for at most `max` records (none while paused).
     fn poll(&mut self, max: usize, timeout: Duration) -> Result<Poll, BrokerError>;
     /// Records that every offset below `next` in each `(partition, next)` is finished.
+    ///
+    /// On a transactional source (see [`Source::transactional_sink`]) this commits the open
+    /// transaction, and must only be asked when the route holds nothing unfinished. An
+    /// error there means the transaction was aborted and the source rewound to its
+    /// committed positions: everything delivered since the last commit comes again.
     fn commit(&mut self, positions: &[(u32, u64)]) -> Result<(), BrokerError>;
     /// Positions the broker has confirmed as committed since the last call: what depends
     /// on an event not being delivered again (its marker in the state store) may go. The
@@ -330,10 +349,28 @@ pub trait Source: Send {
     /// the hook finishes what it holds of them and returns their commit positions, which
     /// the source commits before letting them go.
     fn on_revoke(&mut self, _hook: RevokeHook) {}
+    /// Where a route reading this source must publish, when its commits are transactions
+    /// that hold what it publishes (an exactly-once route on Kafka); `None` for the
+    /// broker's shared sink.
+    fn transactional_sink(&self) -> Option<Arc<dyn Sink>> {
+        None
+    }
 }
 
-/// Called with the partitions being revoked; returns `(partition, next offset)` to commit.
-pub type RevokeHook = Box<dyn FnMut(&[u32]) -> Vec<(u32, u64)> + Send>;
+/// Called with the partitions being revoked; finishes what the route holds of them.
+pub type RevokeHook = Box<dyn FnMut(&[u32]) -> Released + Send>;
+
+/// What a route finished of partitions being revoked.
+#[derive(Debug, Default)]
+pub struct Released {
+    /// `(partition, next offset)` to commit: of the revoked partitions, and on a
+    /// transactional source of every partition the route reads (its transaction holds
+    /// what all of them published).
+    pub positions: Vec<(u32, u64)>,
+    /// Whether the route holds nothing unfinished any more (a transactional source may
+    /// commit only then).
+    pub settled: bool,
+}
 
 /// Called once with the result of one [`Sink::publish`]: `Ok` when every event is durable,
 /// else the events that were not, with why (the others of the batch are durable).

@@ -31,7 +31,7 @@ pub use admin::{AdminConfig, DEFAULT_LISTEN, Listen};
 pub use broker::{BrokerConfig, BrokerKind, KafkaConfig, RedisConfig, RedisTopic, kafka_security};
 pub use emits::{Declared, Emits};
 pub use plugin::{Limits, PluginConfig};
-pub use route::{DedupeConfig, RetryConfig, RouteConfig};
+pub use route::{DedupeConfig, DeliveryGuarantee, RetryConfig, RouteConfig};
 pub use state::{StateBackendKind, StateConfig};
 
 use self::error::{ConfigError, ConfigErrors, Locator};

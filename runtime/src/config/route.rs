@@ -32,6 +32,34 @@ pub struct RouteConfig {
     /// `dedupe = { window = "24h" }`: skip (count as `duplicate`) an event whose source and
     /// id this route finished within the window, remembered in the state store.
     pub dedupe: Option<DedupeConfig>,
+    /// `delivery = "exactly-once"`: what the route emits, its dead letters and the positions
+    /// it consumed are committed together in one Kafka transaction (Kafka only; the default
+    /// is `at-least-once`).
+    #[serde(default = "default_delivery")]
+    pub delivery: Spanned<DeliveryGuarantee>,
+}
+
+/// `delivery`: what a route promises about its output when it fails and restarts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryGuarantee {
+    /// Every event is handled until its output is durable, and a restart may publish some
+    /// of that output twice (recognisable by its ids).
+    #[default]
+    AtLeastOnce,
+    /// Readers that read committed data see each event's output exactly once (Kafka
+    /// transactions).
+    ExactlyOnce,
+}
+
+impl DeliveryGuarantee {
+    /// `at-least-once` or `exactly-once`, as written in a config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryGuarantee::AtLeastOnce => "at-least-once",
+            DeliveryGuarantee::ExactlyOnce => "exactly-once",
+        }
+    }
 }
 
 /// `[routes.NAME.dedupe]`.
@@ -44,6 +72,10 @@ pub struct DedupeConfig {
 
 fn default_max_in_flight() -> ByteSize {
     ByteSize(64 << 20)
+}
+
+fn default_delivery() -> Spanned<DeliveryGuarantee> {
+    Spanned::new(0..0, DeliveryGuarantee::AtLeastOnce)
 }
 
 fn default_concurrency() -> Spanned<u32> {

@@ -5,6 +5,7 @@
 use super::ConfigFile;
 use super::error::{ConfigError, Locator};
 use super::units::check_name;
+use super::{BrokerKind, DeliveryGuarantee};
 
 const MAX_CONCURRENCY: u32 = 1024;
 const MIN_MEMORY: u64 = 1 << 20;
@@ -88,6 +89,17 @@ pub(super) fn validate(spec: &ConfigFile, at: &Locator<'_>) -> Vec<ConfigError> 
                 format!(
                     "route `{route_name}`: dedupe.window must be at least 1s, found {}",
                     dedupe.window.get_ref()
+                ),
+            ));
+        }
+        if *route.delivery.get_ref() == DeliveryGuarantee::ExactlyOnce
+            && *spec.broker.kind.get_ref() != BrokerKind::Kafka
+        {
+            errors.push(at.error(
+                Some(span_or(route.delivery.span(), name.span())),
+                format!(
+                    "route `{route_name}`: delivery = \"exactly-once\" needs the kafka broker (Kafka transactions), found `{}`; use dedupe = {{ window = \"24h\" }} to skip redelivered events here",
+                    spec.broker.kind.get_ref().as_str()
                 ),
             ));
         }

@@ -29,7 +29,7 @@ pub mod retry;
 pub mod tracker;
 mod worker;
 
-use crate::broker::{Body, Delivery, Poll, Source};
+use crate::broker::{Body, Delivery, Poll, Released, Source};
 use crate::event::key_hash;
 use crate::handler::PluginSlot;
 use crate::metrics::RouteMetrics;
@@ -63,6 +63,17 @@ const SPENT_RECHECK: Duration = Duration::from_millis(5);
 const QUEUE_FULL_RECHECK: Duration = Duration::from_millis(50);
 /// How long revoked partitions may take to finish what was delivered of them.
 const REVOKE_DRAIN: Duration = Duration::from_secs(10);
+/// How long a transactional route may take to finish everything it holds when partitions
+/// are revoked (its transaction commits all partitions at once); past this the transaction
+/// is aborted and the run ends. Well inside the transaction timeout.
+const TRANSACTION_SETTLE: Duration = Duration::from_secs(20);
+/// How long a transactional route settling before a commit goes without polling its
+/// source; past this it pauses the source and polls it now and then, so its consumer group
+/// keeps hearing from it. (Pausing drops what the client prefetched, so short settles,
+/// the usual ones, do not pause.)
+const SETTLE_POLL: Duration = Duration::from_secs(10);
+/// How often a route settling before a commit looks whether it has, between polls.
+const SETTLE_CHECK: Duration = Duration::from_millis(50);
 /// How often a route measures where it stands on its partitions (for the lag).
 const MEASURE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a stopping route waits for its published events to be acknowledged (what is
@@ -175,10 +186,21 @@ pub fn start_route(
     let applied = Arc::new(AppliedIndex::new(&spec.name, spec.state.clone()));
     let releasing = tracker.clone();
     let forgetting = applied.clone();
+    let transactional = source.transactional_sink().is_some();
     source.on_revoke(Box::new(move |partitions| {
+        if transactional {
+            // The transaction holds what every partition published: it commits all of them.
+            let settled = releasing.settle(TRANSACTION_SETTLE);
+            let (positions, all) = releasing.release_all();
+            forgetting.forget(&all);
+            return Released { positions, settled };
+        }
         let positions = releasing.release(partitions, REVOKE_DRAIN);
         forgetting.forget(partitions);
-        positions
+        Released {
+            positions,
+            settled: false,
+        }
     }));
     let (generation, plugin) = spec.plugin.current();
     let mut handlers = Vec::with_capacity(spec.concurrency);
@@ -239,6 +261,10 @@ pub fn start_route(
                 spent_since: None,
                 paused: false,
                 exhausted: false,
+                transaction: transactional.then_some(TransactionSize {
+                    cap: TransactionSize::FIRST,
+                    reached: false,
+                }),
             };
             poller.run(source, queues, workers, publisher)
         })?;
@@ -264,6 +290,43 @@ struct Poller {
     paused: bool,
     /// Whether the source said nothing will ever arrive again.
     exhausted: bool,
+    /// Set when the source commits in transactions that hold what the route publishes (an
+    /// exactly-once route): a commit then waits until the route holds nothing unfinished,
+    /// and this bounds how much that is.
+    transaction: Option<TransactionSize>,
+}
+
+/// How many events a transactional route lets in flight at once. Before each commit the
+/// route waits for all of them to finish, so this bounds that wait: it doubles while the
+/// wait is short next to the commit interval and halves while it is longer, so the route
+/// keeps about a quarter to a whole interval of work in hand, whatever its plugin's speed.
+struct TransactionSize {
+    cap: usize,
+    /// Whether the cap held reading back since the last commit (only then may it grow).
+    reached: bool,
+}
+
+impl TransactionSize {
+    const FIRST: usize = 32;
+    const MIN: usize = 16;
+    const MAX: usize = 16_384;
+
+    /// How many more events may be read with `in_flight` unfinished.
+    fn room(&mut self, in_flight: usize) -> usize {
+        let room = self.cap.saturating_sub(in_flight);
+        self.reached |= room == 0;
+        room
+    }
+
+    /// Adapts the cap to a settle that took `took`, with commits every `interval`.
+    fn settled(&mut self, took: Duration, interval: Duration) {
+        if took > interval {
+            self.cap = (self.cap / 2).max(Self::MIN);
+        } else if self.reached && took * 4 < interval {
+            self.cap = (self.cap * 2).min(Self::MAX);
+        }
+        self.reached = false;
+    }
 }
 
 impl Poller {
@@ -291,7 +354,9 @@ impl Poller {
                 self.poll(source.as_mut(), &queues)
             };
             if idle || last_commit.elapsed() >= spec.commit_interval {
-                commit(&spec.name, source.as_mut(), &self.tracker, &self.applied);
+                if self.transaction.is_none() || self.settle(source.as_mut()) {
+                    self.commit(source.as_mut());
+                }
                 last_commit = Instant::now();
             }
         }
@@ -305,7 +370,13 @@ impl Poller {
         publisher.sink().flush(STOP_FLUSH);
         // Nothing more will finish: a revoke while the source closes must not wait for it.
         self.tracker.stop_waiting();
-        commit(&spec.name, source.as_mut(), &self.tracker, &self.applied);
+        if self.transaction.is_some() && self.tracker.in_flight() > 0 {
+            // Committing would make visible what the unfinished events published so far,
+            // and they will be processed again: the transaction is aborted by `close`.
+            tracing::info!(route = %spec.name, unfinished = self.tracker.in_flight(), "stopping with events unfinished: aborting the open transaction");
+        } else {
+            self.commit(source.as_mut());
+        }
         if let Err(error) = source.close() {
             tracing::warn!(route = %spec.name, %error, "final commit failed; the last events will be delivered again");
         }
@@ -329,7 +400,16 @@ impl Poller {
 
     /// Polls once and dispatches what came; whether nothing came.
     fn poll(&mut self, source: &mut dyn Source, queues: &[Sender<Vec<Job>>]) -> bool {
-        let batch = self.budget.events_that_fit(POLL_BATCH);
+        let mut batch = self.budget.events_that_fit(POLL_BATCH);
+        if let Some(transaction) = &mut self.transaction {
+            let room = transaction.room(self.tracker.in_flight());
+            if room == 0 {
+                // As much in flight as settles quickly: let some of it finish first.
+                std::thread::sleep(Duration::from_millis(1));
+                return false;
+            }
+            batch = batch.min(room);
+        }
         match source.poll(batch, POLL_TIMEOUT) {
             Ok(Poll::Records(records)) => {
                 self.dispatch(records, queues, source);
@@ -451,18 +531,97 @@ impl Poller {
     }
 }
 
-/// Commits the finished positions, and prunes the markers below positions the broker has
-/// confirmed (a marker is needed only while its event may be delivered again).
-fn commit(route: &str, source: &mut dyn Source, tracker: &OffsetTracker, applied: &AppliedIndex) {
-    let positions = tracker.take_commits();
-    if !positions.is_empty()
-        && let Err(error) = source.commit(&positions)
-    {
-        tracing::warn!(route, %error, "commit failed; retrying with the next commit");
-        tracker.retake_commits();
+impl Poller {
+    /// Commits the finished positions, and prunes the markers below positions the broker
+    /// has confirmed (a marker is needed only while its event may be delivered again).
+    fn commit(&self, source: &mut dyn Source) {
+        let route = &self.spec.name;
+        let positions = self.tracker.take_commits();
+        if !positions.is_empty()
+            && let Err(error) = source.commit(&positions)
+        {
+            if self.transaction.is_some() {
+                // Aborted, and the source rewound: what it delivers next starts afresh.
+                tracing::warn!(route, %error, "transaction aborted; its events will be processed again");
+                let (_, partitions) = self.tracker.release_all();
+                self.applied.forget(&partitions);
+            } else {
+                tracing::warn!(route, %error, "commit failed; retrying with the next commit");
+                self.tracker.retake_commits();
+            }
+        }
+        let confirmed = source.confirmed();
+        if !confirmed.is_empty() {
+            self.applied.prune(&confirmed);
+        }
     }
-    let confirmed = source.confirmed();
-    if !confirmed.is_empty() {
-        applied.prune(&confirmed);
+
+    /// Waits, reading nothing, until the route holds nothing unfinished, so that its
+    /// transaction may commit; polls the paused source now and then meanwhile. Whether it
+    /// settled (not when the route is stopping first).
+    fn settle(&mut self, source: &mut dyn Source) -> bool {
+        let started = Instant::now();
+        let mut polled = started;
+        while !self.tracker.settle(SETTLE_CHECK) {
+            if self.shutdown.is_triggered() {
+                return false;
+            }
+            if polled.elapsed() >= SETTLE_POLL {
+                if !self.paused {
+                    // Resumed by `wait_while_spent` once the budget has room.
+                    self.paused = true;
+                    source.set_paused(true);
+                }
+                if let Err(error) = source.poll(0, Duration::ZERO) {
+                    tracing::debug!(route = %self.spec.name, %error, "poll while settling failed");
+                }
+                polled = Instant::now();
+            }
+        }
+        if let Some(transaction) = &mut self.transaction {
+            transaction.settled(started.elapsed(), self.spec.commit_interval);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TransactionSize;
+    use std::time::Duration;
+
+    const INTERVAL: Duration = Duration::from_millis(100);
+
+    #[test]
+    fn the_transaction_size_grows_while_settling_is_quick_and_shrinks_while_it_is_slow() {
+        let mut size = TransactionSize {
+            cap: TransactionSize::FIRST,
+            reached: false,
+        };
+        assert_eq!(size.room(10), TransactionSize::FIRST - 10);
+        size.settled(Duration::from_millis(1), INTERVAL);
+        assert_eq!(
+            size.cap,
+            TransactionSize::FIRST,
+            "not grown: the cap never held reading back"
+        );
+        assert_eq!(size.room(TransactionSize::FIRST), 0);
+        size.settled(Duration::from_millis(1), INTERVAL);
+        assert_eq!(
+            size.cap,
+            2 * TransactionSize::FIRST,
+            "quick and full: doubled"
+        );
+        size.settled(Duration::from_millis(500), INTERVAL);
+        assert_eq!(size.cap, TransactionSize::FIRST, "slow: halved");
+        for _ in 0..20 {
+            size.settled(Duration::from_secs(1), INTERVAL);
+        }
+        assert_eq!(size.cap, TransactionSize::MIN);
+        for _ in 0..20 {
+            size.room(usize::MAX);
+            size.settled(Duration::ZERO, INTERVAL);
+        }
+        assert_eq!(size.cap, TransactionSize::MAX);
     }
 }

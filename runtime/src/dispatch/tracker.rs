@@ -128,6 +128,34 @@ impl OffsetTracker {
             .collect()
     }
 
+    /// Waits up to `timeout` until nothing delivered is unfinished, over all partitions (not
+    /// at all once the workers stopped); whether that was reached.
+    pub fn settle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.in_flight() == 0 {
+                return true;
+            }
+            if self.stopped.load(Ordering::SeqCst) || Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Forgets every partition and returns the commit position of each that has one, and
+    /// the partitions forgotten. For a transactional route that settled: its transaction
+    /// carries all the positions, and after it what is delivered starts afresh.
+    pub fn release_all(&self) -> (Vec<(u32, u64)>, Vec<u32>) {
+        let mut tracks = self.partitions.lock().expect("tracker lock");
+        let partitions = tracks.keys().copied().collect();
+        let positions = std::mem::take(&mut *tracks)
+            .into_iter()
+            .filter_map(|(partition, track)| track.next_commit.map(|next| (partition, next)))
+            .collect();
+        (positions, partitions)
+    }
+
     /// Events delivered and not finished, over all partitions.
     pub fn in_flight(&self) -> usize {
         let partitions = self.partitions.lock().expect("tracker lock");
@@ -177,6 +205,32 @@ mod tests {
             tracker.take_commits().is_empty(),
             "a released partition is forgotten"
         );
+    }
+
+    #[test]
+    fn settle_waits_for_every_partition_and_release_all_forgets_them_all() {
+        let tracker = std::sync::Arc::new(OffsetTracker::default());
+        tracker.begin(0, 7);
+        tracker.begin(1, 3);
+        tracker.begin(1, 4);
+        tracker.finish(1, 3);
+        assert!(!tracker.settle(Duration::from_millis(20)), "two unfinished");
+        let finishing = tracker.clone();
+        let worker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            finishing.finish(0, 7);
+            finishing.finish(1, 4);
+        });
+        assert!(tracker.settle(Duration::from_secs(30)));
+        worker.join().unwrap();
+        let (mut positions, mut partitions) = tracker.release_all();
+        positions.sort();
+        partitions.sort();
+        assert_eq!(positions, vec![(0, 8), (1, 5)]);
+        assert_eq!(partitions, vec![0, 1]);
+        assert_eq!(tracker.release_all(), (vec![], vec![]), "nothing left");
+        tracker.begin(0, 8);
+        assert_eq!(tracker.in_flight(), 1, "what comes next starts afresh");
     }
 
     #[test]

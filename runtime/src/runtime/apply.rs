@@ -170,7 +170,7 @@ impl Runtime {
             // Same topic: resume at the committed positions; else start afresh.
             let source = if restart.resubscribe {
                 drop(source);
-                match self.subscribe(new, name, settings.topic.as_str()) {
+                match self.subscribe(new, name, &settings) {
                     Ok(source) => source,
                     Err(error) => {
                         tracing::error!(route = %name, "cannot subscribe: {error:#}");
@@ -191,7 +191,7 @@ impl Runtime {
             let settings = settings_of(name);
             let topic = settings.topic.to_string();
             let started = self
-                .subscribe(new, name, &topic)
+                .subscribe(new, name, &settings)
                 .and_then(|source| self.start_route(name, settings, source, Arc::default()));
             match started {
                 Ok(()) => {

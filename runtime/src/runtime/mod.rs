@@ -15,7 +15,7 @@ pub mod plan;
 use crate::broker::edges::FileEdges;
 use crate::broker::{Broker, InputGuard, Source};
 use crate::config::BrokerKind;
-use crate::config::{Config, PluginConfig, RouteConfig};
+use crate::config::{Config, DeliveryGuarantee, PluginConfig, RouteConfig};
 use crate::dispatch::publish::Publisher;
 use crate::dispatch::retry::RetryPolicy;
 use crate::dispatch::{RouteSpec, RunningRoute, start_route};
@@ -49,6 +49,9 @@ struct LiveRoute {
     running: RunningRoute,
     settings: RouteConfig,
     metrics: Arc<RouteMetrics>,
+    /// The route's own publisher, over its transactional producer (exactly-once routes);
+    /// the others share the runtime's.
+    own_publisher: Option<Publisher>,
 }
 
 /// A running Plexus: plugins, routes, broker, inputs and outputs.
@@ -226,9 +229,7 @@ impl Runtime {
             .collect();
         self.edges = FileEdges::start_outputs(&*self.broker, &outputs)?;
         for (name, settings) in self.config.spec.routes.clone() {
-            let source = self
-                .broker
-                .subscribe(settings.topic.as_str(), name.get_ref())?;
+            let source = self.open_source(name.get_ref(), &settings)?;
             self.start_route(name.get_ref(), settings, source, Arc::default())?;
         }
         let inputs = self
@@ -242,16 +243,28 @@ impl Runtime {
             .feed_inputs(&self.broker, inputs, input_guard, &self.shutdown)
     }
 
-    /// Subscribes route `name` to `topic`, creating the topics of `config` first where
-    /// that is asked for.
+    /// Subscribes route `name` as `settings` say, creating the topics of `config` first
+    /// where that is asked for.
     fn subscribe(
         &self,
         config: &Config,
         name: &str,
-        topic: &str,
+        settings: &RouteConfig,
     ) -> anyhow::Result<Box<dyn Source>> {
         self.create_topics(config)?;
-        Ok(self.broker.subscribe(topic, name)?)
+        self.open_source(name, settings)
+    }
+
+    /// Route `name`'s subscription to its topic, transactional if it is exactly-once.
+    fn open_source(&self, name: &str, settings: &RouteConfig) -> anyhow::Result<Box<dyn Source>> {
+        let topic = settings.topic.as_str();
+        Ok(match settings.delivery.get_ref() {
+            DeliveryGuarantee::AtLeastOnce => self.broker.subscribe(topic, name)?,
+            DeliveryGuarantee::ExactlyOnce => self
+                .broker
+                .subscribe_exactly_once(topic, name)
+                .with_context(|| format!("route `{name}`: exactly-once subscription"))?,
+        })
     }
 
     /// Makes sure the topics `config` reads or writes by name exist, where the broker
@@ -296,22 +309,42 @@ impl Runtime {
             max_in_flight: settings.max_in_flight.0,
             dedupe: settings.dedupe.as_ref().map(|d| d.window.get_ref().0),
         };
-        let running = start_route(
-            spec,
-            source,
-            self.publisher.clone(),
-            Shutdown::new(),
-            metrics.clone(),
-        )?;
+        // An exactly-once route publishes through its own transactional producer.
+        let own_publisher = source
+            .transactional_sink()
+            .map(Publisher::start)
+            .transpose()?;
+        let publisher = own_publisher
+            .clone()
+            .unwrap_or_else(|| self.publisher.clone());
+        let running = match start_route(spec, source, publisher, Shutdown::new(), metrics.clone()) {
+            Ok(running) => running,
+            Err(error) => {
+                if let Some(own) = own_publisher {
+                    own.stop();
+                }
+                return Err(error);
+            }
+        };
         self.routes.insert(
             name.to_owned(),
             LiveRoute {
                 running,
                 settings,
                 metrics,
+                own_publisher,
             },
         );
         Ok(())
+    }
+
+    /// The publishers in service: the shared one, and those of exactly-once routes.
+    fn publishers(&self) -> impl Iterator<Item = &Publisher> {
+        std::iter::once(&self.publisher).chain(
+            self.routes
+                .values()
+                .filter_map(|route| route.own_publisher.as_ref()),
+        )
     }
 
     /// Stops route `name`, waits until it has drained and committed, and returns its
@@ -319,7 +352,11 @@ impl Runtime {
     fn stop_route(&mut self, name: &str) -> Option<(Box<dyn Source>, Arc<RouteMetrics>)> {
         let live = self.routes.remove(name)?;
         live.running.stop();
-        let mut source = live.running.join().0?;
+        let source = live.running.join().0;
+        if let Some(own) = live.own_publisher {
+            own.stop();
+        }
+        let mut source = source?;
         source.rewind();
         Some((source, live.metrics))
     }
@@ -345,7 +382,7 @@ impl Runtime {
                 .sum();
             // A route not given its partitions yet (a group still waiting for the members
             // of a killed process to time out) has not seen what it has to do.
-            let busy = self.publisher.pending() > 0
+            let busy = self.publishers().any(|p| p.pending() > 0)
                 || self.routes.values().any(|r| {
                     r.running.in_flight() > 0
                         || !r
@@ -376,7 +413,7 @@ impl Runtime {
     /// Why the broker's producer failed for good, if it did: nothing can be published any
     /// more, and the run should end (see [`crate::supervise::RunError::ProducerFatal`]).
     pub fn fatal_error(&self) -> Option<String> {
-        self.publisher.sink().fatal_error()
+        self.publishers().find_map(|p| p.sink().fatal_error())
     }
 
     /// Stops every route (each drains and commits), then the inputs and outputs; returns
@@ -391,13 +428,17 @@ impl Runtime {
         for name in names {
             if let Some(live) = self.routes.remove(&name) {
                 let (_, unfinished) = live.running.join();
+                if let Some(own) = live.own_publisher {
+                    own.stop();
+                    self.report.publish_retries += own.retried();
+                }
                 let mut counts = live.metrics.snapshot();
                 counts.unfinished = unfinished as u64;
                 self.report.routes.insert(name, counts);
             }
         }
         self.publisher.stop();
-        self.report.publish_retries = self.publisher.retried();
+        self.report.publish_retries += self.publisher.retried();
         let (inputs, outputs) = std::mem::take(&mut self.edges).stop();
         self.report.inputs = inputs;
         self.report.outputs = outputs;

@@ -39,7 +39,8 @@ pub struct Plan {
 pub struct Restart {
     /// The route.
     pub route: String,
-    /// Its topic changed: subscribe afresh instead of resuming where it was.
+    /// Its topic (or its delivery guarantee) changed: subscribe afresh instead of resuming
+    /// where it was.
     pub resubscribe: bool,
 }
 
@@ -92,7 +93,8 @@ pub fn diff(running: &InService<'_>, new: &Config) -> Result<Plan, ConfigError> 
             None => plan.remove.push(name.to_owned()),
             Some(&settings) if settings != current => plan.restart.push(Restart {
                 route: name.to_owned(),
-                resubscribe: settings.topic != current.topic,
+                resubscribe: settings.topic != current.topic
+                    || settings.delivery != current.delivery,
             }),
             Some(_) => {}
         }

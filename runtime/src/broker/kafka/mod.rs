@@ -1,5 +1,6 @@
 //! Apache Kafka through librdkafka: a consumer per subscriber (group `GROUP.SUBSCRIBER`, so
-//! each route keeps its own committed positions) and one idempotent producer shared by all.
+//! each route keeps its own committed positions) and one idempotent producer shared by all,
+//! except for exactly-once routes, which each have a transactional producer of their own.
 //!
 //! Offsets are committed explicitly, only positions the dispatcher reports finished; on a
 //! rebalance the revoked partitions are drained and committed (synchronously) before they
@@ -18,6 +19,7 @@
 //! - [`oauth`]: OAUTHBEARER tokens read from a file, for every client.
 //! - [`producer`]: the shared producer: publishing, delivery reports, failure classes.
 //! - [`source`]: a subscriber's consumer: polling, committing, rebalances.
+//! - [`transactions`]: an exactly-once route's transactional producer.
 
 pub mod binding;
 pub mod connect;
@@ -26,6 +28,7 @@ pub mod oauth;
 pub mod producer;
 pub mod roles;
 pub mod source;
+pub mod transactions;
 
 use super::{Broker, BrokerError, GroupPosition, ResetTo, Sink, Source};
 use crate::config::secret::Secret;
@@ -55,6 +58,9 @@ pub struct KafkaSettings {
     pub secrets: BTreeMap<String, Secret>,
     /// Where OAUTHBEARER tokens come from.
     pub tokens: TokenSource,
+    /// This process's name in transactional ids (`[broker.kafka] instance`), chosen at
+    /// random per start when not configured.
+    pub instance: String,
 }
 
 /// A connection to a Kafka cluster: the shared producer and a factory of sources.
@@ -77,6 +83,9 @@ impl KafkaSettings {
                 .collect(),
             secrets: config.security.secrets.clone(),
             tokens: TokenSource::new(config.security.oauth_token_file.clone()),
+            instance: config
+                .instance()
+                .map_or_else(transactions::random_instance, str::to_owned),
         }
     }
 }
@@ -113,6 +122,16 @@ impl Broker for Kafka {
 
     fn sink(&self) -> Arc<dyn Sink> {
         self.broker.clone()
+    }
+
+    fn subscribe_exactly_once(
+        &self,
+        topic: &str,
+        subscriber: &str,
+    ) -> Result<Box<dyn Source>, BrokerError> {
+        Ok(Box::new(
+            self.broker.subscribe_exactly_once(topic, subscriber)?,
+        ))
     }
 
     fn ensure_topics(&self, topics: &[String]) -> Result<(), BrokerError> {

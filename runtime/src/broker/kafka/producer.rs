@@ -11,7 +11,7 @@ use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -67,10 +67,7 @@ impl KafkaBroker {
             config.set(key, value);
         }
         let producer = config
-            .create_with_context(DeliveryContext {
-                tokens: settings.tokens.clone(),
-                fatal: std::sync::OnceLock::new(),
-            })
+            .create_with_context(DeliveryContext::new(settings.tokens.clone()))
             .map_err(broker_error)?;
         Ok(KafkaBroker { settings, producer })
     }
@@ -86,82 +83,96 @@ impl KafkaBroker {
             value: Some(value.to_vec()),
             ..KafkaRecord::default()
         };
-        self.send(topic, &record, &batch);
+        send(&self.producer, topic, &record, &batch);
         match rx.recv() {
             Ok(None) => Ok(()),
             Ok(Some((_, error))) => Err(error),
             Err(_) => Err(BrokerError::Unavailable("delivery report lost".into())),
         }
     }
+}
 
-    /// Hands `record` to librdkafka as part of `batch`; a failure to do so counts as its
-    /// acknowledgement.
-    fn send(&self, topic: &str, record: &KafkaRecord, batch: &Arc<Batch>) {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (name, value) in &record.headers {
-            headers = headers.insert(KafkaHeader {
-                key: name,
-                value: Some(value),
-            });
-        }
-        let mut message =
-            BaseRecord::with_opaque_to(topic, Box::new(batch.clone())).headers(headers);
-        if let Some(value) = &record.value {
-            message = message.payload(value);
-        }
-        if let Some(key) = &record.key {
-            message = message.key(key);
-        }
-        if let Some(timestamp) = record.timestamp {
-            message = message.timestamp(timestamp);
-        }
-        let started = Instant::now();
-        loop {
-            match self.producer.send(message) {
-                Ok(()) => return,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if started.elapsed() < QUEUE_FULL_WAIT =>
-                {
-                    // The local queue is full: wait a little for acknowledgements to drain it.
-                    message = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((error, _)) => {
-                    let event = binding::decode(record, topic, 0, 0).ok();
-                    batch.acknowledge(Some((produce_error(&error), event)));
-                    return;
-                }
+/// Hands `record` to `producer` as part of `batch`; a failure to do so counts as its
+/// acknowledgement.
+fn send(
+    producer: &ThreadedProducer<DeliveryContext>,
+    topic: &str,
+    record: &KafkaRecord,
+    batch: &Arc<Batch>,
+) {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for (name, value) in &record.headers {
+        headers = headers.insert(KafkaHeader {
+            key: name,
+            value: Some(value),
+        });
+    }
+    let mut message = BaseRecord::with_opaque_to(topic, Box::new(batch.clone())).headers(headers);
+    if let Some(value) = &record.value {
+        message = message.payload(value);
+    }
+    if let Some(key) = &record.key {
+        message = message.key(key);
+    }
+    if let Some(timestamp) = record.timestamp {
+        message = message.timestamp(timestamp);
+    }
+    let started = Instant::now();
+    loop {
+        match producer.send(message) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                if started.elapsed() < QUEUE_FULL_WAIT =>
+            {
+                // The local queue is full: wait a little for acknowledgements to drain it.
+                message = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((error, _)) => {
+                let event = binding::decode(record, topic, 0, 0).ok();
+                batch.acknowledge(Some((produce_error(&error), event)));
+                return;
             }
         }
     }
 }
 
+/// Publishes `events` through `producer`, calling `done` once each is acknowledged or has
+/// failed (the failed ones handed back).
+pub(super) fn publish(
+    producer: &ThreadedProducer<DeliveryContext>,
+    events: Vec<Event>,
+    done: Completion,
+) {
+    if events.is_empty() {
+        return done(Ok(()));
+    }
+    let batch = Batch::new(
+        events.len(),
+        Box::new(move |failed| {
+            if failed.is_empty() {
+                return done(Ok(()));
+            }
+            let undelivered = failed
+                .into_iter()
+                .filter_map(|(event, error)| {
+                    Some(Undelivered {
+                        event: event?,
+                        error,
+                    })
+                })
+                .collect();
+            done(Err(undelivered));
+        }),
+    );
+    for event in &events {
+        send(producer, &event.topic, &binding::encode(event), &batch);
+    }
+}
+
 impl Sink for KafkaBroker {
     fn publish(&self, events: Vec<Event>, done: Completion) {
-        if events.is_empty() {
-            return done(Ok(()));
-        }
-        let batch = Batch::new(
-            events.len(),
-            Box::new(move |failed| {
-                if failed.is_empty() {
-                    return done(Ok(()));
-                }
-                let undelivered = failed
-                    .into_iter()
-                    .filter_map(|(event, error)| {
-                        Some(Undelivered {
-                            event: event?,
-                            error,
-                        })
-                    })
-                    .collect();
-                done(Err(undelivered));
-            }),
-        );
-        for event in &events {
-            self.send(&event.topic, &binding::encode(event), &batch);
-        }
+        publish(&self.producer, events, done);
     }
 
     fn flush(&self, timeout: Duration) {
@@ -178,7 +189,7 @@ impl Sink for KafkaBroker {
     }
 
     fn fatal_error(&self) -> Option<String> {
-        self.producer.context().fatal.get().cloned()
+        self.producer.context().fatal_error()
     }
 }
 
@@ -224,6 +235,26 @@ pub(super) struct DeliveryContext {
     tokens: TokenSource,
     /// The first fatal error: the producer will never deliver again.
     fatal: std::sync::OnceLock<String>,
+}
+
+impl DeliveryContext {
+    /// A context taking tokens from `tokens`.
+    pub(super) fn new(tokens: TokenSource) -> DeliveryContext {
+        DeliveryContext {
+            tokens,
+            fatal: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Notes that the producer can never deliver again, and why (the first reason stays).
+    pub(super) fn fail(&self, reason: String) {
+        let _ = self.fatal.set(reason);
+    }
+
+    /// Why the producer can never deliver again, once that has happened.
+    pub(super) fn fatal_error(&self) -> Option<String> {
+        self.fatal.get().cloned()
+    }
 }
 
 impl ClientContext for DeliveryContext {

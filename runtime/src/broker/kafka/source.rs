@@ -4,8 +4,9 @@
 use super::binding::{self, KafkaRecord};
 use super::oauth::TokenSource;
 use super::roles::Role;
+use super::transactions::Transactions;
 use super::{KafkaBroker, bearer_tokens, broker_error, client_config};
-use crate::broker::{Body, BrokerError, Delivery, Poll, RevokeHook, Source, Undecodable};
+use crate::broker::{Body, BrokerError, Delivery, Poll, RevokeHook, Sink, Source, Undecodable};
 use crate::event::Header;
 use crate::metrics::PartitionPosition;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -29,7 +30,31 @@ const WATERMARK_TIMEOUT: Duration = Duration::from_secs(1);
 impl KafkaBroker {
     /// A source reading `topic` for `subscriber`, in consumer group `GROUP.SUBSCRIBER`.
     pub fn subscribe(&self, topic: &str, subscriber: &str) -> Result<KafkaSource, BrokerError> {
+        self.source(topic, subscriber, None)
+    }
+
+    /// A source reading `topic` for an exactly-once `subscriber`: its commits are Kafka
+    /// transactions of its own producer, which is also where the route publishes.
+    pub fn subscribe_exactly_once(
+        &self,
+        topic: &str,
+        subscriber: &str,
+    ) -> Result<KafkaSource, BrokerError> {
+        let transactions = Arc::new(Transactions::start(&self.settings, subscriber)?);
+        self.source(topic, subscriber, Some(transactions))
+    }
+
+    fn source(
+        &self,
+        topic: &str,
+        subscriber: &str,
+        transactions: Option<Arc<Transactions>>,
+    ) -> Result<KafkaSource, BrokerError> {
         let mut config = client_config(&self.settings, Role::Consumer);
+        if transactions.is_some() {
+            // Never read what an aborted transaction wrote (librdkafka's default too).
+            config.set("isolation.level", "read_committed");
+        }
         config
             .set("group.id", format!("{}.{subscriber}", self.settings.group))
             .set("enable.auto.commit", "false")
@@ -43,6 +68,8 @@ impl KafkaBroker {
             hook: Mutex::new(None),
             committed: Mutex::new(BTreeMap::new()),
             assigned: AtomicBool::new(false),
+            transactions,
+            rewind_due: AtomicBool::new(false),
         };
         let consumer: BaseConsumer<SourceContext> =
             config.create_with_context(context).map_err(broker_error)?;
@@ -67,6 +94,11 @@ struct SourceContext {
     committed: Mutex<BTreeMap<u32, u64>>,
     /// Whether the group has assigned this consumer its partitions once.
     assigned: AtomicBool,
+    /// An exactly-once subscriber's producer, whose transactions commit the positions.
+    transactions: Option<Arc<Transactions>>,
+    /// Set when a transaction aborted during a rebalance: the partitions kept must be read
+    /// again from their committed positions before anything else.
+    rewind_due: AtomicBool,
 }
 
 impl ClientContext for SourceContext {
@@ -97,18 +129,57 @@ impl ConsumerContext for SourceContext {
             .collect();
         let mut hook = self.hook.lock().expect("hook lock");
         let Some(hook) = hook.as_mut() else { return };
-        let positions = hook(&partitions);
+        let released = hook(&partitions);
+        let positions = released.positions;
         let mut committed = self.committed.lock().expect("committed lock");
         for partition in &partitions {
             committed.remove(partition);
         }
         tracing::info!(topic = %self.topic, ?partitions, ?positions, "partitions revoked: drained, committing");
+        if let Some(transactions) = &self.transactions {
+            drop(committed);
+            self.commit_revoked_in_transaction(
+                consumer,
+                transactions,
+                &positions,
+                released.settled,
+            );
+            return;
+        }
         if positions.is_empty() {
             return;
         }
         let list = position_list(&self.topic, &positions);
         if let Err(error) = consumer.commit(&list, CommitMode::Sync) {
             tracing::warn!(topic = %self.topic, %error, "commit of revoked partitions failed; they will be delivered again");
+        }
+    }
+}
+
+impl SourceContext {
+    /// Commits, before partitions go, the open transaction with the positions of every
+    /// partition the route read (`positions`), if the route is `settled` (it holds nothing
+    /// unfinished); else aborts it and ends the run: events still in hand would publish
+    /// into the next transaction what their partitions' new owners publish again.
+    fn commit_revoked_in_transaction(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        transactions: &Transactions,
+        positions: &[(u32, u64)],
+        settled: bool,
+    ) {
+        if !settled {
+            let _ = transactions.abort();
+            transactions.fail(&"events were still unfinished when the route's partitions were revoked, so its transaction was aborted");
+            return;
+        }
+        let list = position_list(&self.topic, positions);
+        if transactions
+            .commit(&list, consumer.group_metadata())
+            .is_err()
+        {
+            // Aborted: the partitions kept are read again from their committed positions.
+            self.rewind_due.store(true, Ordering::SeqCst);
         }
     }
 }
@@ -223,6 +294,14 @@ impl KafkaSource {
 
 impl Source for KafkaSource {
     fn poll(&mut self, max: usize, timeout: Duration) -> Result<Poll, BrokerError> {
+        if self
+            .consumer
+            .context()
+            .rewind_due
+            .swap(false, Ordering::SeqCst)
+        {
+            self.rewind();
+        }
         if self.paused {
             return Ok(self.poll_paused(timeout));
         }
@@ -252,9 +331,21 @@ impl Source for KafkaSource {
     }
 
     fn commit(&mut self, positions: &[(u32, u64)]) -> Result<(), BrokerError> {
-        self.consumer
-            .commit(&position_list(&self.topic, positions), CommitMode::Async)
-            .map_err(broker_error)?;
+        let list = position_list(&self.topic, positions);
+        match &self.consumer.context().transactions {
+            Some(transactions) => {
+                if let Err(not_committed) =
+                    transactions.commit(&list, self.consumer.group_metadata())
+                {
+                    self.rewind();
+                    return Err(BrokerError::Unavailable(not_committed.to_string()));
+                }
+            }
+            None => self
+                .consumer
+                .commit(&list, CommitMode::Async)
+                .map_err(broker_error)?,
+        }
         let mut committed = self
             .consumer
             .context()
@@ -362,6 +453,14 @@ impl Source for KafkaSource {
     }
 
     fn close(&mut self) -> Result<(), BrokerError> {
+        if let Some(transactions) = &self.consumer.context().transactions {
+            // What was committed went with its transaction; anything published since (by
+            // events left unfinished) is aborted. A transaction is open again after, for
+            // a route restarted on this source.
+            return transactions
+                .abort()
+                .map_err(|e| BrokerError::Unavailable(e.to_string()));
+        }
         let positions: Vec<(u32, u64)> = {
             let committed = self
                 .consumer
@@ -377,6 +476,14 @@ impl Source for KafkaSource {
         self.consumer
             .commit(&position_list(&self.topic, &positions), CommitMode::Sync)
             .map_err(broker_error)
+    }
+
+    fn transactional_sink(&self) -> Option<Arc<dyn Sink>> {
+        self.consumer
+            .context()
+            .transactions
+            .clone()
+            .map(|t| t as Arc<dyn Sink>)
     }
 
     fn on_revoke(&mut self, hook: RevokeHook) {

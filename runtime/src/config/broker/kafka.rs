@@ -17,6 +17,11 @@ pub struct KafkaConfig {
     pub bootstrap_servers: Option<Spanned<String>>,
     /// `group = "plexus"`: route `R` consumes in group `GROUP.R`.
     pub group: Option<Spanned<String>>,
+    /// `instance = "plexus-0"`: this process's name among those sharing the group, stable
+    /// across its restarts and unique among them; exactly-once routes name their
+    /// transactional producers after it (`GROUP.ROUTE.INSTANCE`), so a restart fences its
+    /// predecessor at once. Unset, each start takes a new random name.
+    pub instance: Option<Spanned<String>>,
     /// `create_topics = true`: create missing route, dead-letter and input topics at start
     /// with `[broker] partitions` partitions.
     #[serde(default = "default_true")]
@@ -57,6 +62,11 @@ impl KafkaConfig {
         self.group.as_ref().map_or("plexus", |g| g.get_ref())
     }
 
+    /// This process's name for transactional ids: `instance`, or `None` for a random one.
+    pub fn instance(&self) -> Option<&str> {
+        self.instance.as_ref().map(|i| i.get_ref().as_str())
+    }
+
     /// `bootstrap_servers` (empty when missing, which validation refuses).
     pub fn bootstrap_servers(&self) -> &str {
         self.bootstrap_servers.as_ref().map_or("", |b| b.get_ref())
@@ -87,5 +97,32 @@ impl KafkaConfig {
         {
             errors.push(at.error(Some(group.span()), "group must not be empty"));
         }
+        if let Some(instance) = &self.instance
+            && !is_plain_name(instance.get_ref())
+        {
+            errors.push(at.error(
+                Some(instance.span()),
+                format!(
+                    "instance must be 1 to 64 letters, digits, `.`, `_` or `-`, found {:?}",
+                    instance.get_ref()
+                ),
+            ));
+        }
+        for key in self.properties.keys() {
+            if key.get_ref() == "transactional.id" {
+                errors.push(at.error(
+                    Some(key.span()),
+                    "`transactional.id` is set by Plexus for each exactly-once route (GROUP.ROUTE.INSTANCE); name this process with `instance` instead",
+                ));
+            }
+        }
     }
+}
+
+/// Whether `name` can be part of a transactional id as it is.
+fn is_plain_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
