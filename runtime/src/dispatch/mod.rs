@@ -189,11 +189,18 @@ pub fn start_route(
     let transactional = source.transactional_sink().is_some();
     source.on_revoke(Box::new(move |partitions| {
         if transactional {
-            // The transaction holds what every partition published: it commits all of them.
-            let settled = releasing.settle(TRANSACTION_SETTLE);
+            // The transaction holds what every partition published: once nothing is
+            // unfinished, it commits all their positions. A route that has stopped has
+            // committed what it could and aborted the rest (closing its source): nothing
+            // is left to commit.
+            let stopped = releasing.is_stopped();
+            let settled = stopped || releasing.settle(TRANSACTION_SETTLE);
             let (positions, all) = releasing.release_all();
             forgetting.forget(&all);
-            return Released { positions, settled };
+            return Released {
+                positions: if stopped { Vec::new() } else { positions },
+                settled,
+            };
         }
         let positions = releasing.release(partitions, REVOKE_DRAIN);
         forgetting.forget(partitions);

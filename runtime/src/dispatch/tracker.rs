@@ -128,6 +128,11 @@ impl OffsetTracker {
             .collect()
     }
 
+    /// Whether the route's workers have stopped (see [`Self::stop_waiting`]).
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
     /// Waits up to `timeout` until nothing delivered is unfinished, over all partitions (not
     /// at all once the workers stopped); whether that was reached.
     pub fn settle(&self, timeout: Duration) -> bool {

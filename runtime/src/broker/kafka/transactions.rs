@@ -131,23 +131,28 @@ impl Transactions {
             Err(error) if is_fatal(&error) => Err(self.fail(&error)),
             Err(error) => {
                 tracing::warn!(transactional_id = %self.id, %error, "transaction not committed: aborting it; its events will be processed again");
-                self.abort()?;
+                self.abort_open()?;
                 Err(NotCommitted::Aborted(error.to_string()))
             }
         }
     }
 
-    /// Aborts the open transaction, if it holds anything, and opens the next one.
+    /// Aborts the open transaction, if anything was published in it, and opens the next one.
     pub fn abort(&self) -> Result<(), NotCommitted> {
         if self.published.load(Ordering::SeqCst) {
-            if let Err(error) = retried("aborting the transaction", || {
-                self.producer.abort_transaction(CALL_TIMEOUT)
-            }) {
-                return Err(self.fail(&error));
-            }
-            self.begin()?;
+            self.abort_open()?;
         }
         Ok(())
+    }
+
+    /// Aborts the open transaction (offsets sent to it included) and opens the next one.
+    fn abort_open(&self) -> Result<(), NotCommitted> {
+        if let Err(error) = retried("aborting the transaction", || {
+            self.producer.abort_transaction(CALL_TIMEOUT)
+        }) {
+            return Err(self.fail(&error));
+        }
+        self.begin()
     }
 
     /// Gives up on the producer: the run ends (and a restart resumes from the last commit).
