@@ -20,6 +20,13 @@ struct PartitionTrack {
     last_taken: Option<u64>,
 }
 
+impl PartitionTrack {
+    /// Whether an event delivered of the partition is unfinished.
+    fn is_busy(&self) -> bool {
+        self.in_flight.iter().any(|(_, done)| !done)
+    }
+}
+
 /// Commit positions of one route.
 #[derive(Default)]
 pub struct OffsetTracker {
@@ -99,23 +106,12 @@ impl OffsetTracker {
     /// commit positions. Events that finish later are ignored (the partitions' new owner
     /// reads them again).
     pub fn release(&self, partitions: &[u32], timeout: Duration) -> Vec<(u32, u64)> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.stopped.load(Ordering::SeqCst) {
-                break;
-            }
-            let busy = {
-                let tracks = self.partitions.lock().expect("tracker lock");
-                partitions
-                    .iter()
-                    .filter_map(|p| tracks.get(p))
-                    .any(|t| t.in_flight.iter().any(|(_, done)| !done))
-            };
-            if !busy || Instant::now() >= deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        self.wait_finished(timeout, |tracks| {
+            partitions
+                .iter()
+                .filter_map(|p| tracks.get(p))
+                .any(PartitionTrack::is_busy)
+        });
         let mut tracks = self.partitions.lock().expect("tracker lock");
         partitions
             .iter()
@@ -136,9 +132,21 @@ impl OffsetTracker {
     /// Waits up to `timeout` until nothing delivered is unfinished, over all partitions (not
     /// at all once the workers stopped); whether that was reached.
     pub fn settle(&self, timeout: Duration) -> bool {
+        self.wait_finished(timeout, |tracks| {
+            tracks.values().any(PartitionTrack::is_busy)
+        })
+    }
+
+    /// Waits up to `timeout` until `busy` says no more (not at all once the workers
+    /// stopped); whether it did.
+    fn wait_finished(
+        &self,
+        timeout: Duration,
+        busy: impl Fn(&BTreeMap<u32, PartitionTrack>) -> bool,
+    ) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.in_flight() == 0 {
+            if !busy(&self.partitions.lock().expect("tracker lock")) {
                 return true;
             }
             if self.stopped.load(Ordering::SeqCst) || Instant::now() >= deadline {

@@ -51,21 +51,34 @@ fn produce_error(error: &KafkaError) -> BrokerError {
     }
 }
 
+/// A producer's settings: `defaults` first, so `[broker.kafka.properties]` can change
+/// them, then the properties for producers (and the secrets).
+pub(super) fn producer_config(settings: &KafkaSettings, defaults: &[(&str, &str)]) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (key, value) in defaults {
+        config.set(*key, *value);
+    }
+    for (key, value) in client_config(settings, Role::Producer).config_map() {
+        config.set(key, value);
+    }
+    config
+}
+
 impl KafkaBroker {
     /// Creates the producer. (Connections are made lazily by librdkafka.) The defaults below
     /// come first, so `[broker.properties]` can change them.
     pub fn connect(settings: KafkaSettings) -> Result<KafkaBroker, BrokerError> {
-        let mut config = ClientConfig::new();
-        config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            // librdkafka retries for this long before failing a message; Plexus retries
-            // such failures again itself, for as long as it runs.
-            .set("message.timeout.ms", "300000");
-        for (key, value) in client_config(&settings, Role::Producer).config_map() {
-            config.set(key, value);
-        }
+        let config = producer_config(
+            &settings,
+            &[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("linger.ms", "5"),
+                // librdkafka retries for this long before failing a message; Plexus
+                // retries such failures again itself, for as long as it runs.
+                ("message.timeout.ms", "300000"),
+            ],
+        );
         let producer = config
             .create_with_context(DeliveryContext::new(settings.tokens.clone()))
             .map_err(broker_error)?;

@@ -13,12 +13,10 @@
 //! dispatcher settles the route before it asks for a commit (see ADR 0018).
 
 use super::producer::{self, DeliveryContext};
-use super::roles::Role;
-use super::{KafkaSettings, broker_error, client_config};
+use super::{KafkaSettings, broker_error};
 use crate::broker::{BrokerError, Completion, Sink};
 use crate::event::Event;
 use rdkafka::TopicPartitionList;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::producer::{Producer, ThreadedProducer};
@@ -70,14 +68,14 @@ impl Transactions {
     /// same instance), and opens the first transaction.
     pub fn start(settings: &KafkaSettings, subscriber: &str) -> Result<Transactions, BrokerError> {
         let id = format!("{}.{subscriber}.{}", settings.group, settings.instance);
-        let mut config = ClientConfig::new();
-        config
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS);
-        for (key, value) in client_config(settings, Role::Producer).config_map() {
-            config.set(key, value);
-        }
+        let mut config = producer::producer_config(
+            settings,
+            &[
+                ("acks", "all"),
+                ("linger.ms", "5"),
+                ("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS),
+            ],
+        );
         config.set("transactional.id", &id);
         let producer: ThreadedProducer<DeliveryContext> = config
             .create_with_context(DeliveryContext::new(settings.tokens.clone()))
