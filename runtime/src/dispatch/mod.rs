@@ -508,6 +508,11 @@ impl Poller {
     /// from this member and its rebalances are served at once, instead of waiting, with
     /// every other member, for the worker to make room. Whether the worker took the batch
     /// (not when stopping).
+    ///
+    /// A transactional route does not poll here: a rebalance served now would wait for the
+    /// route to settle, and the events of this batch (and of the batches after it) are
+    /// delivered but held by the poller itself, so they could never finish and the revoke
+    /// would fail. Its transaction size bounds how long the worker takes to make room.
     fn hand_over(
         &mut self,
         queue: &Sender<Vec<Job>>,
@@ -523,6 +528,9 @@ impl Poller {
                         return false;
                     }
                     batch = back;
+                    if self.transaction.is_some() {
+                        continue;
+                    }
                     if !self.paused {
                         // Resumed by `wait_while_spent` once the budget has room.
                         self.paused = true;
@@ -594,10 +602,128 @@ impl Poller {
 
 #[cfg(test)]
 mod tests {
-    use super::TransactionSize;
-    use std::time::Duration;
+    use super::*;
+    use crate::broker::{BrokerError, Completion, RevokeHook, Sink};
+    use crate::event::Event;
+    use crate::handler::{NativePlugin, Outcome};
+    use crate::state::MemoryBackend;
+    use std::sync::Mutex;
 
     const INTERVAL: Duration = Duration::from_millis(100);
+
+    /// A sink that takes everything at once.
+    struct Taking;
+
+    impl Sink for Taking {
+        fn publish(&self, _events: Vec<Event>, done: Completion) {
+            done(Ok(()))
+        }
+    }
+
+    /// A transactional source of `total` events on partition 0, one per poll, that
+    /// revokes its partition (calls the route's hook, as a Kafka client does inside a
+    /// poll) at the first poll after `revoke_after` events went out, and keeps what the
+    /// hook said.
+    struct RevokingSource {
+        sent: u64,
+        total: u64,
+        revoke_after: u64,
+        hook: Option<RevokeHook>,
+        released: Arc<Mutex<Option<Released>>>,
+    }
+
+    impl Source for RevokingSource {
+        fn poll(&mut self, max: usize, _timeout: Duration) -> Result<Poll, BrokerError> {
+            if self.sent >= self.revoke_after
+                && let Some(mut hook) = self.hook.take()
+            {
+                *self.released.lock().unwrap() = Some(hook(&[0]));
+            }
+            if self.sent == self.total {
+                return Ok(Poll::Exhausted);
+            }
+            if max == 0 {
+                return Ok(Poll::Idle);
+            }
+            let json = format!(
+                r#"{{"specversion":"1.0","id":"{}","source":"t","type":"t"}}"#,
+                self.sent
+            );
+            let event = crate::cloudevents::decode(json.as_bytes()).unwrap();
+            self.sent += 1;
+            Ok(Poll::Records(vec![Delivery {
+                partition: 0,
+                offset: self.sent - 1,
+                body: Body::Event(Arc::new(event)),
+            }]))
+        }
+        fn commit(&mut self, _positions: &[(u32, u64)]) -> Result<(), BrokerError> {
+            Ok(())
+        }
+        fn rewind(&mut self) {}
+        fn set_paused(&mut self, _paused: bool) {}
+        fn on_revoke(&mut self, hook: RevokeHook) {
+            self.hook = Some(hook);
+        }
+        fn transactional_sink(&self) -> Option<Arc<dyn Sink>> {
+            Some(Arc::new(Taking))
+        }
+    }
+
+    /// A rebalance served while the poller waits for room in a full worker queue must
+    /// still settle: the events it holds are the worker's to finish, not the poller's.
+    #[test]
+    fn a_transactional_route_settles_a_revoke_that_comes_while_its_worker_queue_is_full() {
+        // One slow worker: one event in hand and QUEUE_DEPTH batches of one queued; the
+        // next delivery finds the queue full.
+        let revoke_after = QUEUE_DEPTH as u64 + 2;
+        let released = Arc::new(Mutex::new(None));
+        let source = RevokingSource {
+            sent: 0,
+            total: revoke_after + 2,
+            revoke_after,
+            hook: None,
+            released: released.clone(),
+        };
+        let plugin = NativePlugin::new("slow", |_| {
+            std::thread::sleep(Duration::from_millis(150));
+            Outcome::Done(Vec::new())
+        });
+        let spec = RouteSpec {
+            name: "slow".into(),
+            topic: "in".into(),
+            broker: "test",
+            types: None,
+            plugin: PluginSlot::new(Arc::new(plugin)),
+            concurrency: 1,
+            retry: RetryPolicy::default(),
+            dead_letter: "in.dlq".into(),
+            state: MemoryBackend::shared(),
+            // No commit (and so no settle) on the way: the revoke is the first.
+            commit_interval: Duration::from_secs(600),
+            max_in_flight: 64 << 20,
+            dedupe: None,
+        };
+        let publisher = Publisher::start(Arc::new(Taking)).unwrap();
+        let started = Instant::now();
+        start_route(
+            spec,
+            Box::new(source),
+            publisher.clone(),
+            Shutdown::new(),
+            Arc::default(),
+        )
+        .unwrap()
+        .join();
+        publisher.stop();
+        let released = released.lock().unwrap().take().expect("the hook was called");
+        assert!(
+            released.settled,
+            "settled (the revoke waited {:?})",
+            started.elapsed()
+        );
+        assert_eq!(released.positions, vec![(0, revoke_after)]);
+    }
 
     #[test]
     fn the_transaction_size_grows_while_settling_is_quick_and_shrinks_while_it_is_slow() {
