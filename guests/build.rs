@@ -23,7 +23,12 @@ fn main() {
     let toolchain = detect_toolchain();
     let out = root.join("target/plugins");
     std::fs::create_dir_all(&out).expect("creating target/plugins");
-    for shared in ["plugin-sdk/src", "plugin-sdk/Cargo.toml", "wit"] {
+    for shared in [
+        "plugin-sdk/src",
+        "plugin-sdk/wit",
+        "plugin-sdk/Cargo.toml",
+        "wit",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(shared).display());
     }
     let mut constants = String::new();

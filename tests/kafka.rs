@@ -491,7 +491,11 @@ fn hot_reload_on_kafka_swaps_the_plugin_and_restarts_a_changed_route_without_los
     );
     let (v1, v2) = (tagged(&echoed, "v1"), tagged(&echoed, "v2"));
     let log = std::fs::read_to_string(config.with_extension("log")).unwrap();
-    assert!(log.contains("plugin swapped"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("` swapped: ") && l.contains("@sha256:") && !l.contains("old=")),
+        "the swap is logged in words: {log}"
+    );
     assert!(log.contains("route restarted with new settings"), "{log}");
     println!(
         "{} echoes: {} by v1, {} by v2",

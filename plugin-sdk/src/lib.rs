@@ -66,7 +66,10 @@ mod text;
 #[allow(missing_docs)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        // The contract travels with the crate (a copy of the repository's `wit/plexus.wit`,
+        // kept identical by a test), so the SDK builds wherever it is: by path, by git, or
+        // written out by `plexus new`.
+        path: "wit",
         world: "plexus:plugin/consumer",
         pub_export_macro: true,
         export_macro_name: "__export_consumer",

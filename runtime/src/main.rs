@@ -1,4 +1,4 @@
-//! The `plexus` command: `run`, `check`, `test`, `catalog`, `replay` and `positions`. What belongs to the process is here:
+//! The `plexus` command: `run`, `check`, `test`, `new`, `wit`, `catalog`, `replay` and `positions`. What belongs to the process is here:
 //! arguments, logging, signals and the exit code; the work is in [`plexus::commands`].
 
 use clap::{Parser, Subcommand};
@@ -30,6 +30,10 @@ enum Command {
         /// broker).
         #[arg(long = "input", value_parser = parse_entry)]
         inputs: Vec<(String, String)>,
+        /// Keep reading each input file as it grows (lines appended are fed as they come),
+        /// until SIGINT: with the plugin files watched, the local edit-build-run loop.
+        #[arg(long)]
+        follow: bool,
     },
     /// Validate the config and load every plugin against the WIT world.
     Check {
@@ -120,6 +124,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a ready plugin project: a handler that emits and rejects, a build script, an
+    /// events file, a plexus.toml on the embedded broker and a README with the commands.
+    New {
+        /// The plugin's name (lower-case letters, digits and `-`).
+        name: String,
+        /// The language of the project.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: commands::new::Language,
+        /// Where to write it (default: ./NAME); must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Print the WIT world plugins implement (`plexus:plugin/consumer`), or write it to
+    /// DIR/plexus.wit, for component toolchains of other languages.
+    Wit {
+        /// Write DIR/plexus.wit instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Run one plugin on a file of CloudEvents JSON lines and print the outcomes.
     Test {
         /// The plugin component (.wasm).
@@ -139,6 +162,14 @@ enum Command {
         /// Time limit per event, e.g. 1s.
         #[arg(long, default_value = "1s")]
         timeout: plexus::config::units::Duration,
+        /// Only events of these types are handled, as by a route's `types` (comma-separated
+        /// or repeated); the others are reported as filtered.
+        #[arg(long, value_delimiter = ',')]
+        types: Vec<String>,
+        /// A JSON file of keys and values the plugin's state starts with (a string is
+        /// stored as its text, anything else as JSON).
+        #[arg(long)]
+        state: Option<PathBuf>,
     },
 }
 
@@ -236,6 +267,7 @@ fn main() {
             config,
             no_watch,
             inputs,
+            follow,
         } => {
             let options = RunOptions {
                 watch: !no_watch,
@@ -255,7 +287,7 @@ fn main() {
             if telemetry.is_some() {
                 tracing::info!("tracing: a span per handled event, exported over OTLP");
             }
-            let code = commands::run::run(&config, &inputs, options);
+            let code = commands::run::run(&config, &inputs, follow, options);
             // Exports the spans still batched before the process exits.
             drop(telemetry);
             code
@@ -328,6 +360,8 @@ fn main() {
         Command::Catalog { config, format } => {
             commands::catalog::catalog(&config, format, &mut std::io::stdout().lock())
         }
+        Command::New { name, lang, dir } => commands::new::new_project(&name, lang, dir.as_deref()),
+        Command::Wit { out } => commands::new::write_wit(out.as_deref()),
         Command::Test {
             plugin,
             events,
@@ -335,6 +369,8 @@ fn main() {
             topic,
             memory,
             timeout,
+            types,
+            state,
         } => {
             let limits = Limits {
                 memory,
@@ -347,6 +383,8 @@ fn main() {
                 config,
                 topic,
                 limits,
+                types: (!types.is_empty()).then(|| types.into_iter().collect()),
+                state: state.as_deref(),
             };
             commands::test::test(options, &mut std::io::stdout().lock())
         }

@@ -50,7 +50,8 @@ impl FileEdges {
     }
 
     /// Feeds `inputs` in order on a thread of its own until done or `stop` is set, holding
-    /// `guard` (the embedded broker's "more to come") until the last is fed.
+    /// `guard` (the embedded broker's "more to come") until the last is fed. Followed
+    /// inputs, which end only with the run, are fed side by side, after the others.
     pub fn feed_inputs(
         &mut self,
         broker: &Arc<dyn Broker>,
@@ -62,16 +63,21 @@ impl FileEdges {
         let stop = stop.clone();
         let feeder = std::thread::Builder::new().name("inputs".into()).spawn(move || {
             let _open = guard;
-            let mut fed = BTreeMap::new();
-            for input in inputs {
-                match broker.feed(input.topic.as_str(), &input.file, &stop) {
-                    Ok(r) => {
-                        tracing::info!(file = %input.file.display(), topic = %input.topic, events = r.events, undecodable = r.undecodable, "input fed");
-                        fed.insert(input.file.display().to_string(), (r.events, r.undecodable));
-                    }
-                    Err(error) => tracing::error!(file = %input.file.display(), %error, "cannot feed input"),
-                }
-            }
+            let (followed, once): (Vec<_>, Vec<_>) = inputs.into_iter().partition(|i| i.follow);
+            let mut fed: InputCounts = once
+                .iter()
+                .filter_map(|input| feed_one(&*broker, input, &stop))
+                .collect();
+            std::thread::scope(|scope| {
+                let followers: Vec<_> = followed
+                    .iter()
+                    .map(|input| {
+                        tracing::info!(file = %input.file.display(), topic = %input.topic, "following input: lines appended to it are fed until the run stops");
+                        scope.spawn(|| feed_one(&*broker, input, &stop))
+                    })
+                    .collect();
+                fed.extend(followers.into_iter().filter_map(|f| f.join().ok().flatten()));
+            });
             fed
         })?;
         self.feeder = Some(feeder);
@@ -115,4 +121,22 @@ fn open_output(file: &Path) -> anyhow::Result<Box<dyn Write + Send>> {
     let out = std::fs::File::create(file)
         .with_context(|| format!("creating output {}", file.display()))?;
     Ok(Box::new(std::io::BufWriter::new(out)))
+}
+
+/// Feeds one input; its counts by file name, unless it could not be fed.
+fn feed_one(
+    broker: &dyn Broker,
+    input: &InputConfig,
+    stop: &Shutdown,
+) -> Option<(String, (u64, u64))> {
+    match broker.feed(input.topic.as_str(), &input.file, input.follow, stop) {
+        Ok(r) => {
+            tracing::info!(file = %input.file.display(), topic = %input.topic, events = r.events, undecodable = r.undecodable, "input fed");
+            Some((input.file.display().to_string(), (r.events, r.undecodable)))
+        }
+        Err(error) => {
+            tracing::error!(file = %input.file.display(), %error, "cannot feed input");
+            None
+        }
+    }
 }

@@ -390,8 +390,14 @@ impl Broker for EmbeddedBroker {
         Ok(())
     }
 
-    fn feed(&self, topic: &str, path: &Path, stop: &Shutdown) -> std::io::Result<FeedReport> {
-        files::feed_file(self, topic, path, stop)
+    fn feed(
+        &self,
+        topic: &str,
+        path: &Path,
+        follow: bool,
+        stop: &Shutdown,
+    ) -> std::io::Result<FeedReport> {
+        files::feed_file(self, topic, path, follow, stop)
     }
 
     fn is_exhausted(&self) -> bool {

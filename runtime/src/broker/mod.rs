@@ -74,13 +74,21 @@ pub(crate) trait Broker: Send + Sync {
     /// CloudEvent, for its readers to dead-letter), and waits until it is durable.
     fn publish_raw(&self, topic: &str, raw: &[u8]) -> Result<(), BrokerError>;
 
-    /// Feeds a CloudEvents JSON-lines file into `topic`.
-    fn feed(&self, topic: &str, path: &Path, stop: &Shutdown) -> std::io::Result<FeedReport> {
+    /// Feeds a CloudEvents JSON-lines file into `topic`; with `follow`, also what is
+    /// appended to it later, until `stop` is set.
+    fn feed(
+        &self,
+        topic: &str,
+        path: &Path,
+        follow: bool,
+        stop: &Shutdown,
+    ) -> std::io::Result<FeedReport> {
         files::feed_published(
             &*self.sink(),
             |raw| self.publish_raw(topic, raw),
             topic,
             path,
+            follow,
             stop,
         )
     }

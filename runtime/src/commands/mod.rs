@@ -6,12 +6,14 @@
 //! - [`check`]: `plexus check`.
 //! - [`test`]: `plexus test`.
 //! - [`catalog`]: `plexus catalog`.
+//! - [`new`]: `plexus new` and `plexus wit`.
 //! - [`positions`]: `plexus positions`.
 //! - [`replay`]: `plexus replay`.
 //! - [`table`]: aligned plain-text tables.
 
 pub mod catalog;
 pub mod check;
+pub mod new;
 pub mod positions;
 pub mod replay;
 pub mod run;

@@ -11,8 +11,14 @@ use crate::supervise::{RunError, RunOptions, run as run_config};
 use std::path::Path;
 
 /// Runs `config_path` under `options`, feeding `inputs` (`(topic, file)`, from `--input`)
-/// instead of the config's own when there are any; returns the exit code.
-pub fn run(config_path: &Path, inputs: &[(String, String)], options: RunOptions) -> i32 {
+/// instead of the config's own when there are any, and following every input file as it
+/// grows with `follow`; returns the exit code.
+pub fn run(
+    config_path: &Path,
+    inputs: &[(String, String)],
+    follow: bool,
+    options: RunOptions,
+) -> i32 {
     let mut config = match load_config(config_path) {
         Ok(config) => config,
         Err(code) => return code,
@@ -20,6 +26,11 @@ pub fn run(config_path: &Path, inputs: &[(String, String)], options: RunOptions)
     if let Err(error) = replace_inputs(&mut config, inputs) {
         eprintln!("error: --input {error}");
         return EXIT_INVALID;
+    }
+    if follow {
+        for input in &mut config.spec.inputs {
+            input.get_mut().follow = true;
+        }
     }
     if let Some(nothing) = nothing_to_run(&config) {
         eprintln!("error: {}: {nothing}", config.file);
@@ -75,10 +86,14 @@ fn replace_inputs(config: &mut Config, inputs: &[(String, String)]) -> Result<()
         if !file.exists() || file.is_dir() {
             return Err(format!("{}: no such file", file.display()));
         }
-        config
-            .spec
-            .inputs
-            .push(toml::Spanned::new(0..0, InputConfig { topic, file }));
+        config.spec.inputs.push(toml::Spanned::new(
+            0..0,
+            InputConfig {
+                topic,
+                file,
+                follow: false,
+            },
+        ));
     }
     Ok(())
 }

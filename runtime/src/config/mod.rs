@@ -118,6 +118,10 @@ pub struct InputConfig {
     pub topic: TopicName,
     /// `file = "events/orders.jsonl"`: CloudEvents, one JSON object per line.
     pub file: PathBuf,
+    /// `follow = true`: keep reading what is appended to the file, until the run is stopped
+    /// (`plexus run --follow` sets it on every input).
+    #[serde(default)]
+    pub follow: bool,
 }
 
 /// `[[outputs]]`.
@@ -151,9 +155,8 @@ impl Config {
     pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
         let locator = Locator::new(file, text);
         let mut spec: ConfigFile = toml::from_str(text).map_err(|e| {
-            ConfigErrors(vec![
-                locator.error(e.span(), e.message().trim_end().to_owned()),
-            ])
+            let message = explain_toml_message(e.message().trim_end(), e.span(), text);
+            ConfigErrors(vec![locator.error(e.span(), message)])
         })?;
         let errors = validate::validate(&spec, &locator);
         if !errors.is_empty() {
@@ -230,4 +233,17 @@ fn resolve_paths(spec: &mut ConfigFile, base: &Path) {
     if let Some(dir) = &mut spec.runtime.cache_dir {
         resolve(dir);
     }
+}
+
+/// The TOML parser's message, said plainly where it is terse: a name (a broker kind, a
+/// delivery guarantee) given as another type of value reads "wanted string or table".
+fn explain_toml_message(message: &str, span: Option<std::ops::Range<usize>>, text: &str) -> String {
+    if message != "wanted string or table" {
+        return message.to_owned();
+    }
+    let found = span
+        .and_then(|span| text.get(span))
+        .map(str::trim)
+        .unwrap_or_default();
+    format!("invalid type: `{found}`, expected a string (one of the names this key takes)")
 }

@@ -716,7 +716,11 @@ mod tests {
         .unwrap()
         .join();
         publisher.stop();
-        let released = released.lock().unwrap().take().expect("the hook was called");
+        let released = released
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the hook was called");
         assert!(
             released.settled,
             "settled (the revoke waited {:?})",

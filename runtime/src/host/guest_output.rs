@@ -88,6 +88,9 @@ struct Buffers {
     partial: Vec<u8>,
     /// Recent complete output, bounded by [`TAIL_BYTES`].
     tail: Vec<u8>,
+    /// The lines of the call in progress, to be logged when it ends (bounded by the log
+    /// budget).
+    lines: Vec<String>,
 }
 
 impl GuestOutput {
@@ -106,6 +109,7 @@ impl GuestOutput {
         let mut buffers = self.inner.lock().expect("guest output lock");
         buffers.partial.clear();
         buffers.tail.clear();
+        buffers.lines.clear();
     }
 
     /// Takes what was written since the last call (complete and partial lines), trimmed.
@@ -122,23 +126,59 @@ impl GuestOutput {
         buffers.partial.extend_from_slice(bytes);
         while let Some(end) = buffers.partial.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buffers.partial.drain(..=end).collect();
-            if self.budget.admit(line.len()) {
-                let text = String::from_utf8_lossy(&line);
-                let text = text.trim_end();
-                match self.stream {
-                    Stream::Stdout => plugin_event!(Level::DEBUG, self.plugin, "stdout: {text}"),
-                    Stream::Stderr => plugin_event!(Level::WARN, self.plugin, "stderr: {text}"),
-                }
-            }
-            if self.stream == Stream::Stderr {
-                buffers.tail.extend_from_slice(&line);
-                let excess = buffers.tail.len().saturating_sub(TAIL_BYTES);
-                buffers.tail.drain(..excess);
-            }
+            self.take_line(&mut buffers, line);
         }
         // A line that never ends must not grow without bound.
         let excess = buffers.partial.len().saturating_sub(TAIL_BYTES);
         buffers.partial.drain(..excess);
+    }
+
+    /// Keeps a complete line for the call's record (if not blank and within the budget)
+    /// and, of stderr, in the tail.
+    fn take_line(&self, buffers: &mut Buffers, line: Vec<u8>) {
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end();
+        if !text.trim().is_empty() && self.budget.admit(line.len()) {
+            buffers.lines.push(text.to_owned());
+        }
+        if self.stream == Stream::Stderr {
+            buffers.tail.extend_from_slice(&line);
+            let excess = buffers.tail.len().saturating_sub(TAIL_BYTES);
+            buffers.tail.drain(..excess);
+        }
+    }
+
+    /// Logs what the call printed, as one record (an unfinished last line included), in
+    /// the log context of the call (its event).
+    pub fn end_call(&self) {
+        let Some(text) = self.take_call_record() else {
+            return;
+        };
+        match self.stream {
+            Stream::Stdout => plugin_event!(Level::DEBUG, self.plugin, "stdout: {text}"),
+            Stream::Stderr => plugin_event!(Level::WARN, self.plugin, "stderr: {text}"),
+        }
+    }
+}
+
+impl GuestOutput {
+    /// The text of the call's record (`None` if it printed nothing but blank lines).
+    fn take_call_record(&self) -> Option<String> {
+        let lines = {
+            let mut buffers = self.inner.lock().expect("guest output lock");
+            if !buffers.partial.is_empty() {
+                let mut partial = std::mem::take(&mut buffers.partial);
+                partial.push(b'\n');
+                self.take_line(&mut buffers, partial);
+            }
+            std::mem::take(&mut buffers.lines)
+        };
+        match lines.len() {
+            0 => None,
+            1 => lines.into_iter().next(),
+            // Continuation lines indented, so the record reads as one in a text log.
+            _ => Some(format!("\n  {}", lines.join("\n  "))),
+        }
     }
 }
 
@@ -178,4 +218,51 @@ impl OutputStream for GuestOutput {
 #[wasmtime_wasi::async_trait]
 impl Pollable for GuestOutput {
     async fn ready(&mut self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stderr(limit: u64) -> GuestOutput {
+        GuestOutput::new("p".into(), Stream::Stderr, Arc::new(LogBudget::new(limit)))
+    }
+
+    #[test]
+    fn a_call_prints_one_record_without_its_blank_lines() {
+        let out = stderr(1024);
+        out.append(b"Traceback (most recent call last):\n\n   \n  File \"app.py\"");
+        out.append(b", line 3\nValueError: bad\n\n");
+        assert_eq!(
+            out.take_call_record().as_deref(),
+            Some(
+                "\n  Traceback (most recent call last):\n    File \"app.py\", line 3\n  ValueError: bad"
+            )
+        );
+        assert_eq!(out.take_call_record(), None, "taken once");
+        out.append(b"no newline at the end");
+        assert_eq!(
+            out.take_call_record().as_deref(),
+            Some("no newline at the end"),
+            "an unfinished last line is part of the call's record"
+        );
+        out.append(b"\n\n");
+        assert_eq!(
+            out.take_call_record(),
+            None,
+            "blank lines alone log nothing"
+        );
+    }
+
+    #[test]
+    fn a_call_record_holds_no_more_than_the_log_budget() {
+        let out = stderr(10);
+        out.append(b"12345\n67890\nover the budget\n");
+        assert_eq!(out.take_call_record().as_deref(), Some("12345"));
+        assert!(out.budget.dropped() > 0);
+        assert!(
+            out.take_recent().contains("over the budget"),
+            "the tail for trap reasons keeps what was printed"
+        );
+    }
 }

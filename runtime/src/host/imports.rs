@@ -5,6 +5,7 @@
 use super::store::HostState;
 use crate::attributes::check_extension_name;
 use crate::bindings::plexus::plugin::{clock, config, emitter, log, state, types};
+use crate::cloudevents::is_json_content_type;
 use crate::config::units::{ByteSize, TopicName};
 use crate::event::{OutgoingEvent, now_millis, outgoing_size};
 use crate::log_context::plugin_event;
@@ -55,10 +56,27 @@ impl emitter::Host for HostState {
         for attribute in &event.extensions {
             check_extension_name(&attribute.name)?;
         }
+        check_json_payload(&event)?;
         self.outbox.bytes += size;
         self.outbox.events.push(event);
         Ok(())
     }
+}
+
+/// A payload declared JSON (`application/json`, `*/*+json`) must be JSON: written out as it
+/// is, anything else would reach consumers as a quoted string or in base64, silently.
+fn check_json_payload(event: &OutgoingEvent) -> Result<(), String> {
+    let (Some(content_type), Some(payload)) = (&event.content_type, &event.payload) else {
+        return Ok(());
+    };
+    if !is_json_content_type(content_type) {
+        return Ok(());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(payload)
+        .map(|_| ())
+        .map_err(|error| {
+            format!("the payload is declared `{content_type}` but is not JSON: {error}")
+        })
 }
 
 impl config::Host for HostState {

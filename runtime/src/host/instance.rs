@@ -61,7 +61,7 @@ impl WasmPlugin {
             let init = guest.init(&mut store, &config).await?;
             Ok::<_, wasmtime::Error>((guest, init))
         });
-        self.report_dropped_logs(&store, "init");
+        self.end_call_logs(&store, "init");
         match raced {
             Raced::Finished(Ok((guest, Ok(())))) => Ok(Live { store, guest }),
             Raced::Finished(Ok((_, Err(message)))) => {
@@ -74,8 +74,11 @@ impl WasmPlugin {
         }
     }
 
-    /// Says once per call how much log output went over the plugin's budget.
-    fn report_dropped_logs(&self, store: &Store<HostState>, call: &str) {
+    /// Logs what the call printed (one record per stream), and says how much log output
+    /// went over the plugin's budget.
+    fn end_call_logs(&self, store: &Store<HostState>, call: &str) {
+        store.data().stdout.end_call();
+        store.data().stderr.end_call();
         let budget = &store.data().log_budget;
         let dropped = budget.dropped();
         if dropped > 0 {
@@ -153,7 +156,7 @@ impl Handler for WasmHandler {
         store.set_epoch_deadline(PlexusEngine::ticks_for(limit));
         let raced = deadline::run(limit, guest.handle(&mut store, event));
         std::mem::swap(&mut store.data_mut().txn, txn);
-        self.plugin.report_dropped_logs(&store, "handle");
+        self.plugin.end_call_logs(&store, "handle");
         let outcome = match raced {
             Raced::Finished(Ok(Ok(()))) => Outcome::Done(store.data_mut().outbox.take()),
             Raced::Finished(Ok(Err(HandleError::Retry(reason)))) => Outcome::Retry(reason),

@@ -1,14 +1,14 @@
-//! What each plugin instance's `Store` holds: its WASI context (empty: no files, no
-//! environment, no network, a frozen clock), the outbox of staged emits, the memory limiter,
-//! the log budget, and the plugin-wide context shared by all instances.
+//! What each plugin instance's `Store` holds: its WASI context (no files, no environment, no
+//! network; working clocks, coarsened: see ADR 19), the outbox of staged emits, the memory
+//! limiter, the log budget, and the plugin-wide context shared by all instances.
 
 use super::guest_output::{GuestOutput, LogBudget, Stream};
 use crate::config::{Emits, Limits};
 use crate::event::OutgoingEvent;
 use crate::state::txn::Namespace;
 use crate::state::{Quota, StateBackend, Transaction};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{
@@ -75,6 +75,8 @@ pub struct HostState {
     pub outbox: Outbox,
     /// Enforces the memory limit and remembers that it was hit.
     pub limiter: MemoryLimiter,
+    /// The guest's stdout.
+    pub stdout: GuestOutput,
     /// The guest's stderr (its tail explains traps).
     pub stderr: GuestOutput,
     /// Log bytes the call in progress may still write (shared with stdout and stderr).
@@ -90,10 +92,10 @@ impl HostState {
         let stderr = GuestOutput::new(plugin.name.clone(), Stream::Stderr, log_budget.clone());
         let stdout = GuestOutput::new(plugin.name.clone(), Stream::Stdout, log_budget.clone());
         let wasi = WasiCtxBuilder::new()
-            .stdout(stdout)
+            .stdout(stdout.clone())
             .stderr(stderr.clone())
-            .wall_clock(FrozenClock)
-            .monotonic_clock(FrozenClock)
+            .wall_clock(CoarseClock)
+            .monotonic_clock(CoarseClock)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -107,6 +109,7 @@ impl HostState {
             },
             plugin,
             outbox: Outbox::default(),
+            stdout,
             stderr,
             log_budget,
             txn: Transaction::read_only(),
@@ -117,6 +120,7 @@ impl HostState {
     pub fn begin_call(&mut self) {
         self.outbox.take();
         self.limiter.hit = false;
+        self.stdout.clear_recent();
         self.stderr.clear_recent();
         self.log_budget.reset();
     }
@@ -131,25 +135,44 @@ impl WasiView for HostState {
     }
 }
 
-/// WASI's clocks, for a plugin that was not granted time: always the Unix epoch. Plugins
-/// read time through the `clock` import, which the host controls.
-struct FrozenClock;
+/// The granularity of the clocks a plugin reads through WASI: fine enough for timing and
+/// timeouts in guest code, too coarse to time a cache hit (see ADR 19).
+const CLOCK_GRAIN: Duration = Duration::from_micros(1);
 
-impl HostWallClock for FrozenClock {
+/// WASI's wall and monotonic clocks: the host's, rounded down to [`CLOCK_GRAIN`]. Language
+/// runtimes read them as they start (Go's refuses a monotonic clock that reads zero), and
+/// plugins time their own work with them. What an event is about has its own time, the
+/// event's `time` attribute, which is what a plugin should decide on.
+struct CoarseClock;
+
+/// Rounds `duration` down to [`CLOCK_GRAIN`].
+fn coarse(duration: Duration) -> Duration {
+    let grain = CLOCK_GRAIN.as_nanos();
+    Duration::from_nanos((duration.as_nanos() / grain * grain) as u64)
+}
+
+impl HostWallClock for CoarseClock {
     fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
+        CLOCK_GRAIN
     }
     fn now(&self) -> Duration {
-        Duration::ZERO
+        coarse(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default(),
+        )
     }
 }
 
-impl HostMonotonicClock for FrozenClock {
+impl HostMonotonicClock for CoarseClock {
     fn resolution(&self) -> u64 {
-        1_000_000_000
+        CLOCK_GRAIN.as_nanos() as u64
     }
     fn now(&self) -> u64 {
-        0
+        // Counted from the host's first read, plus a second, so it never reads zero.
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        let since = ORIGIN.get_or_init(Instant::now).elapsed() + Duration::from_secs(1);
+        coarse(since).as_nanos() as u64
     }
 }
 

@@ -28,6 +28,41 @@ pub struct Changes {
     pub restarted: Vec<String>,
 }
 
+/// `name@sha256:` and the first 12 hex digits of a version (enough to tell two apart).
+fn short_version(version: &str) -> &str {
+    match version.find("@sha256:") {
+        Some(at) => &version[..(at + "@sha256:".len() + 12).min(version.len())],
+        None => version,
+    }
+}
+
+/// In words, for the log: `plugin `p` swapped (p@sha256:… → p@sha256:…); route `r`
+/// added`, or `nothing changed`.
+impl std::fmt::Display for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<String> = Vec::new();
+        for (name, old, new) in &self.swapped {
+            parts.push(format!(
+                "plugin `{name}` swapped ({} -> {})",
+                short_version(old),
+                short_version(new)
+            ));
+        }
+        let routes = [
+            (&self.added, "added"),
+            (&self.restarted, "restarted with new settings"),
+            (&self.removed, "removed"),
+        ];
+        for (names, what) in routes {
+            parts.extend(names.iter().map(|name| format!("route `{name}` {what}")));
+        }
+        if parts.is_empty() {
+            return f.write_str("nothing changed");
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
 impl Changes {
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
@@ -82,7 +117,7 @@ impl Runtime {
                     let old = live.slot.replace(wasm.clone());
                     live.settings = settings;
                     live.digest = digest;
-                    tracing::info!(plugin = %name, old = %old.version(), new = %wasm.version(), took_ms = started.elapsed().as_millis() as u64, "plugin swapped");
+                    tracing::info!(plugin = %name, took_ms = started.elapsed().as_millis() as u64, "plugin `{name}` swapped: {} -> {}", short_version(old.version()), short_version(wasm.version()));
                     changes.swapped.push((
                         name,
                         old.version().to_owned(),
@@ -111,8 +146,7 @@ impl Runtime {
         self.report.reloads_applied += 1;
         tracing::info!(
             took_ms = started.elapsed().as_millis() as u64,
-            ?changes,
-            "configuration applied"
+            "configuration applied: {changes}"
         );
         Ok(changes)
     }

@@ -104,7 +104,15 @@ pub fn diff(running: &InService<'_>, new: &Config) -> Result<Plan, ConfigError> 
         .filter(|name| !running.routes.contains_key(*name))
         .map(|name| (*name).to_owned())
         .collect();
-    plan.edges_changed = new.spec.inputs != old.inputs || new.spec.outputs != old.outputs;
+    // Whether an input is followed comes from the command line too (`run --follow`).
+    let files = |inputs: &[toml::Spanned<crate::config::InputConfig>]| -> Vec<_> {
+        inputs
+            .iter()
+            .map(|i| (i.get_ref().topic.clone(), i.get_ref().file.clone()))
+            .collect()
+    };
+    plan.edges_changed =
+        files(&new.spec.inputs) != files(&old.inputs) || new.spec.outputs != old.outputs;
     Ok(plan)
 }
 

@@ -6,8 +6,9 @@
 //! - `test.emit-then-reject`: stages an event, then rejects (the event must not appear);
 //! - `test.retry`: asks for a retry until attempt number `n` (from the JSON payload), then
 //!   echoes;
-//! - `test.sandbox`: tries to read a file, an environment variable and the WASI clock, and
-//!   emits what it saw;
+//! - `test.bad-json`: emits a payload declared `application/json` that is not JSON;
+//! - `test.sandbox`: tries to read a file and an environment variable, to connect over
+//!   TCP, and reads WASI's wall and monotonic clocks; emits what it saw;
 //! - with config `trap_in_init = "yes"`, `init` panics;
 //! - anything else: echoes the event to the `out` config topic (extension attributes
 //!   `echoof`, `echoattempt` and `echotag`, the `tag` config value) after checking, in the state
@@ -85,6 +86,10 @@ impl Plugin for Misbehave {
                 emit(Outgoing::new(&self.out, "test.must-not-appear"))?;
                 Err(HandleError::reject("staged an event, then failed"))
             }
+            "test.bad-json" => emit(
+                Outgoing::new(&self.out, "test.must-not-appear")
+                    .bytes("application/json", "{not json"),
+            ),
             "test.retry" => {
                 let until = event
                     .json::<Value>()?
@@ -108,13 +113,23 @@ impl Plugin for Misbehave {
                 let home = std::env::var("HOME").ok();
                 let clock = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
+                    .map(|d| d.as_millis() as u64)
                     .unwrap_or(u64::MAX);
+                // The monotonic clock must move across a few milliseconds of work.
+                let started = std::time::Instant::now();
+                let mut spun = 0u64;
+                while started.elapsed() < std::time::Duration::from_millis(5) && spun < 1 << 32 {
+                    spun = std::hint::black_box(spun + 1);
+                }
+                let monotonic = started.elapsed().as_nanos() as u64;
+                let tcp = std::net::TcpStream::connect("127.0.0.1:9").map_err(|e| e.to_string());
                 let saw = json!({
                     "file": file.is_ok(), "file_error": file.err(),
                     "dir": dir.is_ok(),
                     "env": env, "home": home,
-                    "wasi_clock_secs": clock,
+                    "tcp": tcp.is_ok(), "tcp_error": tcp.err(),
+                    "wasi_clock_millis": clock,
+                    "monotonic_nanos": monotonic,
                     "host_clock_millis": plexus_sdk::now_millis(),
                 });
                 emit(Outgoing::new(&self.out, "test.sandbox.report").json(&saw)?)
