@@ -2,7 +2,9 @@
 //! repository: the Rust project it writes builds with its own script (the SDK written out
 //! next to it), passes `plexus check`, behaves as its README says under `plexus test` and
 //! `plexus run`, and `plexus run --follow` serves lines appended to its input and a rebuilt
-//! version of the plugin without a restart.
+//! version of the plugin without a restart. The Python and JavaScript projects build with
+//! their real toolchains (componentize-py, componentize-js, installed once by
+//! `scripts/setup-plugin-toolchains`) and run in one `plexus run` beside the Rust one.
 
 use plexus_tests::{KillOnDrop, plexus_command};
 use serde_json::Value;
@@ -22,12 +24,29 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Builds the project with its `build.sh`, in a target directory kept between test runs.
-fn build(project: &Path) {
+/// The component toolchains of the Python and JavaScript templates, as environment
+/// variables for their `build.sh` (installed the first time).
+fn toolchains() -> Vec<(String, String)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/setup-plugin-toolchains");
+    let out = Command::new(script)
+        .output()
+        .expect("run setup-plugin-toolchains");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Builds the project with its `build.sh` (a Rust one in a target directory kept between
+/// test runs), with `env` set.
+fn build_with(project: &Path, env: &[(String, String)]) {
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/new-project-rust");
     let out = Command::new("./build.sh")
         .current_dir(project)
         .env("CARGO_TARGET_DIR", target)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("run build.sh");
     assert!(
@@ -39,6 +58,10 @@ fn build(project: &Path) {
 }
 
 /// The JSON lines of `path` written so far (a line being written is not one yet).
+fn build(project: &Path) {
+    build_with(project, &[]);
+}
+
 fn lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -216,4 +239,128 @@ fn a_new_rust_plugin_builds_runs_and_is_served_rebuilt_while_its_input_is_follow
         "a plugin-only reload does not warn about inputs: {log}"
     );
     assert!(log.contains("events=6"), "six lines fed, each once: {log}");
+}
+
+/// `plexus new NAME --lang LANG` in `workspace`, built; the project's directory.
+fn new_built(workspace: &Path, name: &str, lang: &str, env: &[(String, String)]) -> PathBuf {
+    let created = plexus_in(workspace, &["new", name, "--lang", lang]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let project = workspace.join(name);
+    build_with(&project, env);
+    let checked = plexus_in(&project, &["check"]);
+    assert!(
+        checked.status.success(),
+        "{lang}: {}",
+        text(&checked.stderr)
+    );
+    project
+}
+
+#[test]
+fn python_and_javascript_plugins_from_their_templates_run_beside_a_rust_one() {
+    let env = toolchains();
+    let workspace = tempfile::tempdir().unwrap();
+    let languages = [
+        ("rs-greeter", "rust"),
+        ("py-greeter", "python"),
+        ("js-greeter", "js"),
+    ];
+    for (name, lang) in languages {
+        let project = new_built(workspace.path(), name, lang, &env);
+        // Each template behaves as its README says under plexus test.
+        let tested = plexus_in(
+            &project,
+            &[
+                "test",
+                &format!("{name}.wasm"),
+                "--events",
+                "events.jsonl",
+                "--types",
+                "greeting.requested",
+            ],
+        );
+        assert!(tested.status.success(), "{lang}: {}", text(&tested.stderr));
+        let kinds: Vec<String> = text(&tested.stdout)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["outcome"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(kinds, ["ok", "rejected", "filtered", "ok"], "{lang}");
+    }
+
+    // One run, one input, a route per language. A name that is not a string is a bug in
+    // the Python and JavaScript handlers (they call a string method on it): an exception,
+    // which must trap with its traceback, not be mistaken for a rejection.
+    let input = workspace.path().join("events.jsonl");
+    let mut events =
+        std::fs::read_to_string(workspace.path().join("rs-greeter/events.jsonl")).unwrap();
+    events.push_str(&request("5", "Linus"));
+    events.push('\n');
+    events.push_str(r#"{"specversion":"1.0","id":"6","source":"/t","type":"greeting.requested","datacontenttype":"application/json","data":{"name":5}}"#);
+    events.push('\n');
+    std::fs::write(&input, events).unwrap();
+    let mut config = String::from(
+        "[broker]\npartitions = 2\n[state]\nbackend = \"memory\"\n[[inputs]]\ntopic = \"requests\"\nfile = \"events.jsonl\"\n",
+    );
+    for (name, _) in languages {
+        config.push_str(&format!(
+            "[[outputs]]\ntopic = \"{name}.out\"\nfile = \"out/{name}.jsonl\"\n\
+             [[outputs]]\ntopic = \"{name}.dlq\"\nfile = \"out/{name}.dlq.jsonl\"\n\
+             [plugins.{name}]\npath = \"{name}/{name}.wasm\"\nconfig = {{ out = \"{name}.out\" }}\n\
+             [routes.{name}]\ntopic = \"requests\"\ntypes = [\"greeting.requested\"]\nplugin = \"{name}\"\ndead_letter = \"{name}.dlq\"\n\
+             retry = {{ max_attempts = 1 }}\n"
+        ));
+    }
+    std::fs::write(workspace.path().join("plexus.toml"), config).unwrap();
+    let ran = plexus_in(workspace.path(), &["run"]);
+    assert!(ran.status.success(), "{}", text(&ran.stderr));
+    for (name, lang) in languages {
+        let mut greeted: Vec<String> = lines(&workspace.path().join(format!("out/{name}.jsonl")))
+            .iter()
+            .map(|e| e["data"]["greeting"].as_str().unwrap().to_owned())
+            .collect();
+        greeted.sort();
+        assert_eq!(
+            greeted,
+            ["Hello, Ada!", "Hello, Grace!", "Hello, Linus!"],
+            "{lang}"
+        );
+        let dead = lines(&workspace.path().join(format!("out/{name}.dlq.jsonl")));
+        let kind_of = |id: &str| {
+            let letter = dead
+                .iter()
+                .find(|e| e["id"] == id)
+                .unwrap_or_else(|| panic!("{lang}: {id} dead-lettered"));
+            (
+                letter["plexusdlqkind"].as_str().unwrap().to_owned(),
+                letter["plexusdlqreason"].as_str().unwrap().to_owned(),
+            )
+        };
+        assert_eq!(dead.len(), 2, "{lang}: {dead:?}");
+        assert_eq!(
+            kind_of("2"),
+            ("rejected".to_owned(), "a greeting needs a name".to_owned()),
+            "{lang}"
+        );
+        let (kind, reason) = kind_of("6");
+        match lang {
+            // serde refuses the payload: a rejection that names it.
+            "rust" => assert!(
+                kind == "rejected" && reason.contains("invalid type"),
+                "{reason}"
+            ),
+            "python" => assert!(
+                kind == "trap" && reason.contains("AttributeError"),
+                "{kind}: {reason}"
+            ),
+            _ => assert!(
+                kind == "trap" && reason.contains("TypeError"),
+                "{kind}: {reason}"
+            ),
+        }
+    }
 }

@@ -4,7 +4,10 @@
 //!
 //! Everything is embedded in the binary, so a project can be started anywhere, offline. A
 //! Rust project gets the SDK crate written out next to it (`plexus-sdk/`, its WIT inside),
-//! so it builds without this repository.
+//! so it builds without this repository; a Python or JavaScript project gets the WIT
+//! (`wit/plexus.wit`) and a helper module with the Rust SDK's names (`plexus.py`,
+//! `plexus.js`), and its `build.sh` installs the component toolchain (componentize-py,
+//! componentize-js) into the project the first time.
 
 use std::path::{Path, PathBuf};
 
@@ -16,12 +19,18 @@ pub const WIT: &str = include_str!("../../../wit/plexus.wit");
 pub enum Language {
     /// Rust, with the Plexus SDK.
     Rust,
+    /// Python, built with componentize-py.
+    Python,
+    /// JavaScript, built with componentize-js.
+    Js,
 }
 
 impl Language {
     fn title(self) -> &'static str {
         match self {
             Language::Rust => "Rust",
+            Language::Python => "Python",
+            Language::Js => "JavaScript",
         }
     }
 }
@@ -56,6 +65,30 @@ const RUST: &[(&str, &str)] = &[
         include_str!("../../../templates/rust/src/lib.rs"),
     ),
     ("build.sh", include_str!("../../../templates/rust/build.sh")),
+];
+
+const PYTHON: &[(&str, &str)] = &[
+    ("app.py", include_str!("../../../templates/python/app.py")),
+    (
+        "plexus.py",
+        include_str!("../../../templates/python/plexus.py"),
+    ),
+    (
+        "build.sh",
+        include_str!("../../../templates/python/build.sh"),
+    ),
+    ("wit/plexus.wit", WIT),
+];
+
+const JS: &[(&str, &str)] = &[
+    ("app.js", include_str!("../../../templates/js/app.js")),
+    ("plexus.js", include_str!("../../../templates/js/plexus.js")),
+    (
+        "package.json",
+        include_str!("../../../templates/js/package.json"),
+    ),
+    ("build.sh", include_str!("../../../templates/js/build.sh")),
+    ("wit/plexus.wit", WIT),
 ];
 
 /// The SDK crate, written out as `plexus-sdk/` in a Rust project.
@@ -122,6 +155,8 @@ pub fn project_files(name: &str, language: Language) -> Vec<(PathBuf, String)> {
             RUST.iter().chain(RUST_SDK).collect(),
             "plexus-sdk/wit/plexus.wit",
         ),
+        Language::Python => (PYTHON.iter().collect(), "wit/plexus.wit"),
+        Language::Js => (JS.iter().collect(), "wit/plexus.wit"),
     };
     COMMON
         .iter()
@@ -257,7 +292,8 @@ mod tests {
 
     #[test]
     fn placeholders_are_all_filled_in() {
-        for (path, text) in project_files("order-audit", Language::Rust) {
+        let every = [Language::Rust, Language::Python, Language::Js];
+        for (path, text) in every.iter().flat_map(|l| project_files("order-audit", *l)) {
             for placeholder in ["{{name}}", "{{crate}}", "{{language}}", "{{wit}}"] {
                 assert!(!text.contains(placeholder), "{}", path.display());
             }
