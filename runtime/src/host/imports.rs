@@ -56,20 +56,22 @@ impl emitter::Host for HostState {
         for attribute in &event.extensions {
             check_extension_name(&attribute.name)?;
         }
-        check_json_payload(&event)?;
+        check_json_payload(&event, self.handled_payload.as_deref())?;
         self.outbox.bytes += size;
         self.outbox.events.push(event);
         Ok(())
     }
 }
 
-/// A payload declared JSON (`application/json`, `*/*+json`) must be JSON: written out as it
-/// is, anything else would reach consumers as a quoted string or in base64, silently.
-fn check_json_payload(event: &OutgoingEvent) -> Result<(), String> {
+/// A payload a plugin makes and declares JSON (`application/json`, `*/*+json`) must be
+/// JSON: written out as it is, anything else would reach consumers as a quoted string or in
+/// base64, silently. The payload of the event being handled (`handled`) may be passed on as
+/// it came, whatever it holds: forwarding keeps every event as it is.
+fn check_json_payload(event: &OutgoingEvent, handled: Option<&[u8]>) -> Result<(), String> {
     let (Some(content_type), Some(payload)) = (&event.content_type, &event.payload) else {
         return Ok(());
     };
-    if !is_json_content_type(content_type) {
+    if !is_json_content_type(content_type) || handled == Some(payload.as_slice()) {
         return Ok(());
     }
     serde_json::from_slice::<serde::de::IgnoredAny>(payload)

@@ -83,6 +83,8 @@ pub struct HostState {
     pub log_budget: Arc<LogBudget>,
     /// The state transaction of the event being handled (a read-only one outside `handle`).
     pub txn: Transaction,
+    /// The payload of the event being handled, which may be emitted again as it came.
+    pub handled_payload: Option<Vec<u8>>,
 }
 
 impl HostState {
@@ -113,6 +115,7 @@ impl HostState {
             stderr,
             log_budget,
             txn: Transaction::read_only(),
+            handled_payload: None,
         }
     }
 
