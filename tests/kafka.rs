@@ -137,7 +137,12 @@ fn the_shop_chain_runs_end_to_end_through_kafka_topics() {
         })
         .collect();
     messages.sort();
-    assert_eq!(messages, plexus_tests::SHOP_NOTIFICATIONS);
+    assert_eq!(
+        messages,
+        plexus_tests::SHOP_NOTIFICATIONS,
+        "plexus log:\n{}",
+        std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
+    );
     let first = notifications
         .iter()
         .find(|n| n.correlation_id.as_deref() == Some("checkout-1001"))
