@@ -167,7 +167,9 @@ fn the_shop_chain_runs_end_to_end_through_kafka_topics() {
         .collect();
     assert_eq!(
         kinds,
-        BTreeSet::from(["rejected".to_owned(), "undecodable".to_owned()])
+        BTreeSet::from(["rejected".to_owned(), "undecodable".to_owned()]),
+        "plexus log:\n{}",
+        std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
     );
 }
 
