@@ -151,13 +151,8 @@ impl Handler for WasmHandler {
         };
         let Live { mut store, guest } = live;
         store.data_mut().begin_call();
-        // Kept only when a JSON payload is declared: a forward of it is checked against it.
-        store.data_mut().handled_payload = event
-            .content_type
-            .as_deref()
-            .is_some_and(crate::cloudevents::is_json_content_type)
-            .then(|| event.payload.clone())
-            .flatten();
+        // What a plugin may pass on as it came, whatever it declares it to be.
+        store.data_mut().handled_payload = event.payload.clone();
         std::mem::swap(&mut store.data_mut().txn, txn);
         let limit = self.plugin.context.limits.timeout.0;
         store.set_epoch_deadline(PlexusEngine::ticks_for(limit));
