@@ -105,9 +105,7 @@ fn request(id: &str, name: &str) -> String {
 #[test]
 fn a_new_rust_plugin_builds_runs_and_is_served_rebuilt_while_its_input_is_followed() {
     let workspace = tempfile::tempdir().unwrap();
-    let project: PathBuf = workspace.path().join("greeter");
-    let created = plexus_in(workspace.path(), &["new", "greeter", "--lang", "rust"]);
-    assert!(created.status.success(), "{}", text(&created.stderr));
+    let project = new_built(workspace.path(), "greeter", "rust", &[]);
     for file in [
         "Cargo.toml",
         "src/lib.rs",
@@ -123,7 +121,6 @@ fn a_new_rust_plugin_builds_runs_and_is_served_rebuilt_while_its_input_is_follow
     assert_eq!(again.status.code(), Some(1), "an existing project is kept");
     assert!(text(&again.stderr).contains("exists and is not empty"));
 
-    build(&project);
     let size = std::fs::metadata(project.join("greeter.wasm"))
         .unwrap()
         .len();
@@ -131,26 +128,8 @@ fn a_new_rust_plugin_builds_runs_and_is_served_rebuilt_while_its_input_is_follow
         size < 300_000,
         "the release profile keeps the component small: {size} bytes"
     );
-    let checked = plexus_in(&project, &["check"]);
-    assert!(checked.status.success(), "{}", text(&checked.stderr));
 
-    // plexus test, as the README gives it.
-    let tested = plexus_in(
-        &project,
-        &[
-            "test",
-            "greeter.wasm",
-            "--events",
-            "events.jsonl",
-            "--types",
-            "greeting.requested",
-        ],
-    );
-    assert!(tested.status.success(), "{}", text(&tested.stderr));
-    let outcomes: Vec<Value> = text(&tested.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (outcomes, summary) = plexus_test(&project, "greeter");
     let kinds: Vec<&str> = outcomes
         .iter()
         .map(|o| o["outcome"].as_str().unwrap())
@@ -158,7 +137,6 @@ fn a_new_rust_plugin_builds_runs_and_is_served_rebuilt_while_its_input_is_follow
     assert_eq!(kinds, ["ok", "rejected", "filtered", "ok"]);
     assert_eq!(outcomes[0]["emitted"][0]["data"]["greeting"], "Hello, Ada!");
     assert_eq!(outcomes[1]["reason"], "a greeting needs a name");
-    let summary = text(&tested.stderr);
     assert!(
         summary.contains("4 events: 1 filtered, 2 ok, 1 rejected; handle: ")
             && summary.contains(" µs per event (median "),
@@ -241,7 +219,28 @@ fn a_new_rust_plugin_builds_runs_and_is_served_rebuilt_while_its_input_is_follow
     assert!(log.contains("events=6"), "six lines fed, each once: {log}");
 }
 
-/// `plexus new NAME --lang LANG` in `workspace`, built; the project's directory.
+/// `plexus test NAME.wasm` in `project` as its README gives it: the outcome of each event,
+/// and the summary printed on stderr.
+fn plexus_test(project: &Path, name: &str) -> (Vec<Value>, String) {
+    let wasm = format!("{name}.wasm");
+    let args = [
+        "test",
+        &wasm,
+        "--events",
+        "events.jsonl",
+        "--types",
+        "greeting.requested",
+    ];
+    let tested = plexus_in(project, &args);
+    assert!(tested.status.success(), "{name}: {}", text(&tested.stderr));
+    let outcomes = text(&tested.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (outcomes, text(&tested.stderr))
+}
+
+/// `plexus new NAME --lang LANG` in `workspace`, built and checked; the project's directory.
 fn new_built(workspace: &Path, name: &str, lang: &str, env: &[(String, String)]) -> PathBuf {
     let created = plexus_in(workspace, &["new", name, "--lang", lang]);
     assert!(created.status.success(), "{}", text(&created.stderr));
@@ -268,26 +267,10 @@ fn python_and_javascript_plugins_from_their_templates_run_beside_a_rust_one() {
     for (name, lang) in languages {
         let project = new_built(workspace.path(), name, lang, &env);
         // Each template behaves as its README says under plexus test.
-        let tested = plexus_in(
-            &project,
-            &[
-                "test",
-                &format!("{name}.wasm"),
-                "--events",
-                "events.jsonl",
-                "--types",
-                "greeting.requested",
-            ],
-        );
-        assert!(tested.status.success(), "{lang}: {}", text(&tested.stderr));
-        let kinds: Vec<String> = text(&tested.stdout)
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<Value>(l).unwrap()["outcome"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
+        let (outcomes, _) = plexus_test(&project, name);
+        let kinds: Vec<&str> = outcomes
+            .iter()
+            .map(|o| o["outcome"].as_str().unwrap())
             .collect();
         assert_eq!(kinds, ["ok", "rejected", "filtered", "ok"], "{lang}");
     }

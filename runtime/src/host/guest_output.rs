@@ -159,9 +159,7 @@ impl GuestOutput {
             Stream::Stderr => plugin_event!(Level::WARN, self.plugin, "stderr: {text}"),
         }
     }
-}
 
-impl GuestOutput {
     /// The text of the call's record (`None` if it printed nothing but blank lines).
     fn take_call_record(&self) -> Option<String> {
         let lines = {
