@@ -2,11 +2,12 @@
 //! repository: the Rust project it writes builds with its own script (the SDK written out
 //! next to it), passes `plexus check`, behaves as its README says under `plexus test` and
 //! `plexus run`, and `plexus run --follow` serves lines appended to its input and a rebuilt
-//! version of the plugin without a restart. The Python and JavaScript projects build with
-//! their real toolchains (componentize-py, componentize-js, installed once by
-//! `scripts/setup-plugin-toolchains`) and run in one `plexus run` beside the Rust one.
+//! version of the plugin without a restart. The Python, JavaScript, Go and C projects build
+//! with their real toolchains (componentize-py, componentize-js, stock Go, clang with
+//! wasi-libc; installed once by `scripts/setup-plugin-toolchains`) and run in one
+//! `plexus run` beside the Rust one.
 
-use plexus_tests::{KillOnDrop, plexus_command};
+use plexus_tests::{KillOnDrop, plexus_bin, plexus_command};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -40,12 +41,13 @@ fn toolchains() -> Vec<(String, String)> {
 }
 
 /// Builds the project with its `build.sh` (a Rust one in a target directory kept between
-/// test runs), with `env` set.
+/// test runs; Go and C ones componentized by the plexus under test), with `env` set.
 fn build_with(project: &Path, env: &[(String, String)]) {
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/new-project-rust");
     let out = Command::new("./build.sh")
         .current_dir(project)
         .env("CARGO_TARGET_DIR", target)
+        .env("PLEXUS", plexus_bin())
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("run build.sh");
@@ -256,13 +258,15 @@ fn new_built(workspace: &Path, name: &str, lang: &str, env: &[(String, String)])
 }
 
 #[test]
-fn python_and_javascript_plugins_from_their_templates_run_beside_a_rust_one() {
+fn plugins_from_the_templates_of_every_language_run_beside_each_other() {
     let env = toolchains();
     let workspace = tempfile::tempdir().unwrap();
     let languages = [
         ("rs-greeter", "rust"),
         ("py-greeter", "python"),
         ("js-greeter", "js"),
+        ("go-greeter", "go"),
+        ("c-greeter", "c"),
     ];
     for (name, lang) in languages {
         let project = new_built(workspace.path(), name, lang, &env);
@@ -277,7 +281,8 @@ fn python_and_javascript_plugins_from_their_templates_run_beside_a_rust_one() {
 
     // One run, one input, a route per language. A name that is not a string is a bug in
     // the Python and JavaScript handlers (they call a string method on it): an exception,
-    // which must trap with its traceback, not be mistaken for a rejection.
+    // which must trap with its traceback, not be mistaken for a rejection. The Rust, Go and
+    // C handlers check the type and reject.
     let input = workspace.path().join("events.jsonl");
     let mut events =
         std::fs::read_to_string(workspace.path().join("rs-greeter/events.jsonl")).unwrap();
@@ -336,6 +341,14 @@ fn python_and_javascript_plugins_from_their_templates_run_beside_a_rust_one() {
                 kind == "rejected" && reason.contains("invalid type"),
                 "{reason}"
             ),
+            "go" => assert!(
+                kind == "rejected" && reason.contains("cannot unmarshal number"),
+                "{kind}: {reason}"
+            ),
+            "c" => assert!(
+                kind == "rejected" && reason == "the name is not a string",
+                "{kind}: {reason}"
+            ),
             "python" => assert!(
                 kind == "trap" && reason.contains("AttributeError"),
                 "{kind}: {reason}"
@@ -346,4 +359,39 @@ fn python_and_javascript_plugins_from_their_templates_run_beside_a_rust_one() {
             ),
         }
     }
+
+    go_panic_traps_with_its_message_and_the_next_event_is_served(
+        &workspace.path().join("go-greeter"),
+        &env,
+    );
+}
+
+/// A panic in a Go handler ends the call as a trap whose reason carries the panic's message
+/// (the Go runtime's report, from the guest's stderr), and the next event is served by a
+/// fresh instance: the runtime starts again after the trap.
+fn go_panic_traps_with_its_message_and_the_next_event_is_served(
+    project: &Path,
+    env: &[(String, String)],
+) {
+    let handler = project.join("export_wit_world/handler.go");
+    let source = std::fs::read_to_string(&handler).unwrap();
+    let guard = "\tif strings.TrimSpace(req.Name) == \"\" {";
+    assert!(source.contains(guard), "the template's name check moved");
+    let panicking = source.replacen(
+        guard,
+        &format!("\tif req.Name == \"boom\" {{\n\t\tpanic(\"the name is boom\")\n\t}}\n{guard}"),
+        1,
+    );
+    std::fs::write(&handler, panicking).unwrap();
+    build_with(project, env);
+    std::fs::write(
+        project.join("events.jsonl"),
+        format!("{}\n{}\n", request("1", "boom"), request("2", "Ada")),
+    )
+    .unwrap();
+    let (outcomes, _) = plexus_test(project, "go-greeter");
+    assert_eq!(outcomes[0]["outcome"], "trap", "{outcomes:?}");
+    let reason = outcomes[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("panic: the name is boom"), "{reason}");
+    assert_eq!(outcomes[1]["outcome"], "ok", "{outcomes:?}");
 }

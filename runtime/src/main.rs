@@ -143,6 +143,25 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Write the Go or C bindings of the WIT world into DIR (default: `.` for Go,
+    /// `bindings/` for C, as `plexus new` lays projects out), e.g. after a Plexus upgrade.
+    Bindings {
+        /// The language of the bindings.
+        #[arg(long, value_enum)]
+        lang: commands::bindings::BindingLanguage,
+        /// Where to write them.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Make a plugin component of a core WebAssembly module built for WASI preview 1 as a
+    /// reactor (stock Go's `-buildmode=c-shared`, clang's `-mexec-model=reactor`).
+    Componentize {
+        /// The core module the compiler wrote.
+        core: PathBuf,
+        /// The component to write.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
     /// Run one plugin on a file of CloudEvents JSON lines and print the outcomes.
     Test {
         /// The plugin component (.wasm).
@@ -362,6 +381,10 @@ fn main() {
         }
         Command::New { name, lang, dir } => commands::new::new_project(&name, lang, dir.as_deref()),
         Command::Wit { out } => commands::new::write_wit(out.as_deref()),
+        Command::Bindings { lang, out } => commands::bindings::write_bindings(lang, out.as_deref()),
+        Command::Componentize { core, out } => {
+            commands::componentize::componentize_file(&core, &out)
+        }
         Command::Test {
             plugin,
             events,

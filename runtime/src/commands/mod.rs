@@ -7,12 +7,16 @@
 //! - [`test`]: `plexus test`.
 //! - [`catalog`]: `plexus catalog`.
 //! - [`new`]: `plexus new` and `plexus wit`.
+//! - [`bindings`]: Go and C bindings of the WIT world, and `plexus bindings`.
+//! - [`componentize`]: `plexus componentize`, a core module made a plugin component.
 //! - [`positions`]: `plexus positions`.
 //! - [`replay`]: `plexus replay`.
 //! - [`table`]: aligned plain-text tables.
 
+pub mod bindings;
 pub mod catalog;
 pub mod check;
+pub mod componentize;
 pub mod new;
 pub mod positions;
 pub mod replay;
