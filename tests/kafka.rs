@@ -165,10 +165,22 @@ fn the_shop_chain_runs_end_to_end_through_kafka_topics() {
         .iter()
         .map(|d| attr(d, "plexusdlqkind").unwrap())
         .collect();
+    let letters: Vec<String> = dead
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {:?} partition {} offset {}",
+                d.id,
+                attr(d, "plexusdlqkind"),
+                d.partition,
+                d.offset
+            )
+        })
+        .collect();
     assert_eq!(
         kinds,
         BTreeSet::from(["rejected".to_owned(), "undecodable".to_owned()]),
-        "plexus log:\n{}",
+        "dead letters read: {letters:?}; plexus log:\n{}",
         std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
     );
 }

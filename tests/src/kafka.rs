@@ -193,8 +193,8 @@ pub fn read_records_raw(topic: &str, expected: usize, timeout: Duration) -> Vec<
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
     let started = Instant::now();
+    assign_from_beginning(&consumer, topic, timeout);
     let mut last_arrival = Instant::now();
     let mut records = Vec::new();
     while started.elapsed() < timeout
@@ -206,6 +206,42 @@ pub fn read_records_raw(topic: &str, expected: usize, timeout: Duration) -> Vec<
         }
     }
     records
+}
+
+/// Points `consumer` at every partition of `topic` from its beginning, once the topic
+/// shows in the metadata (waiting up to `timeout` for a topic not created yet). Readers
+/// assign rather than join a consumer group: a group's join and rebalances are not what
+/// these reads test, and a partition a group hands out late would look like a lost record.
+fn assign_from_beginning(consumer: &BaseConsumer, topic: &str, timeout: Duration) {
+    let started = Instant::now();
+    loop {
+        let partitions = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(1))
+            .ok()
+            .and_then(|m| {
+                let found = m.topics().iter().find(|t| t.name() == topic)?;
+                (found.error().is_none() && !found.partitions().is_empty()).then(|| {
+                    found
+                        .partitions()
+                        .iter()
+                        .map(|p| p.id())
+                        .collect::<Vec<_>>()
+                })
+            });
+        if let Some(partitions) = partitions {
+            let mut list = TopicPartitionList::new();
+            for partition in partitions {
+                list.add_partition_offset(topic, partition, Offset::Beginning)
+                    .unwrap();
+            }
+            consumer.assign(&list).unwrap();
+            return;
+        }
+        if started.elapsed() >= timeout {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Everything `topic` holds that can be read within `timeout`.
@@ -243,8 +279,8 @@ fn read_isolated(
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
     let started = Instant::now();
+    assign_from_beginning(&consumer, topic, timeout);
     let mut last_arrival = Instant::now();
     let mut events = Vec::new();
     let quiet = |last: Instant| !until_quiet || last.elapsed() >= Duration::from_secs(1);

@@ -201,9 +201,11 @@ impl KafkaBroker {
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         let results = futures::executor::block_on(admin.create_topics(&new, &options))
             .map_err(broker_error)?;
+        let mut created = Vec::new();
         for result in results {
             match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Ok(topic) => created.push(topic),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => {
                     return Err(BrokerError::Unavailable(format!(
                         "creating topic `{topic}`: {code}"
@@ -211,9 +213,51 @@ impl KafkaBroker {
                 }
             }
         }
+        for topic in created {
+            wait_until_led(admin.inner(), &topic, partitions);
+        }
         Ok(())
     }
 }
+
+/// Waits, up to [`TOPIC_VISIBLE_WAIT`], until the cluster's metadata shows `topic` just
+/// created with its `partitions` partitions, each with a leader. A consumer group that
+/// subscribes before then can be given no partitions of it, and librdkafka looks for a
+/// subscribed topic it has not found only at its next periodic metadata refresh (minutes by
+/// default): the route would idle, and a run with `idle_exit` would end without having read
+/// it. A topic still not shown by then is logged and left to that refresh.
+fn wait_until_led<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    partitions: u32,
+) {
+    let started = std::time::Instant::now();
+    loop {
+        let led = client
+            .fetch_metadata(Some(topic), Duration::from_secs(1))
+            .ok()
+            .and_then(|metadata| {
+                let found = metadata.topics().iter().find(|t| t.name() == topic)?;
+                let partitions_led = found.partitions().iter().filter(|p| p.leader() >= 0);
+                Some(found.error().is_none() && partitions_led.count() == partitions as usize)
+            })
+            .unwrap_or(false);
+        if led {
+            return;
+        }
+        if started.elapsed() >= TOPIC_VISIBLE_WAIT {
+            tracing::warn!(
+                topic,
+                "topic created, but the cluster's metadata does not show it led yet; routes reading it may start only at their next metadata refresh"
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// How long [`KafkaBroker::ensure_topics`] waits for a topic it created to show.
+const TOPIC_VISIBLE_WAIT: Duration = Duration::from_secs(10);
 
 impl KafkaBroker {
     /// Records kept in `topic`: the sum over its partitions of end minus start, asked of
