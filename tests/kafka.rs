@@ -4,7 +4,7 @@
 
 use plexus::event::Event;
 use plexus_tests::kafka::{
-    bootstrap, create_topic, event, kill_hard, produce, produce_events, read, shop_config,
+    bootstrap, create_topic, event, kill_hard, log_of, produce, produce_events, read, shop_config,
     spawn_plexus, unique, wait_exit, wait_for_records,
 };
 use plexus_tests::{Scenario, attr, plugins};
@@ -141,7 +141,7 @@ fn the_shop_chain_runs_end_to_end_through_kafka_topics() {
         messages,
         plexus_tests::SHOP_NOTIFICATIONS,
         "plexus log:\n{}",
-        std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
+        log_of(&config)
     );
     let first = notifications
         .iter()
@@ -181,7 +181,7 @@ fn the_shop_chain_runs_end_to_end_through_kafka_topics() {
         kinds,
         BTreeSet::from(["rejected".to_owned(), "undecodable".to_owned()]),
         "dead letters read: {letters:?}; plexus log:\n{}",
-        std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
+        log_of(&config)
     );
 }
 
@@ -332,9 +332,6 @@ fn two_processes_share_a_topic_and_one_takes_over_when_the_other_dies() {
     let mut second = spawn_plexus(&b);
     // Once the second member has been given partitions while the first is alive, and
     // events are flowing, kill the first.
-    let log_of = |config: &PathBuf| {
-        std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
-    };
     let assigned = |config: &PathBuf| {
         log_of(config)
             .lines()

@@ -10,12 +10,12 @@
 
 use plexus::event::Event;
 use plexus_tests::kafka::{
-    bootstrap, create_topic, event, kill_hard, produce_events, read, read_uncommitted_for,
+    bootstrap, create_topic, event, kill_hard, log_of, produce_events, read, read_uncommitted_for,
     spawn_plexus, unique, wait_exit, wait_for_records,
 };
 use plexus_tests::{Scenario, attr, plugins};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -180,10 +180,6 @@ fn committed(topic: &str, known: usize) -> usize {
 /// Waits until the committed echoes reach `count` (or a minute); how many there are.
 fn wait_for_committed(topic: &str, count: usize) -> usize {
     wait_for_records(topic, count, Duration::from_secs(60))
-}
-
-fn log_of(config: &Path) -> String {
-    std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
 }
 
 #[test]

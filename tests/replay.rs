@@ -189,8 +189,7 @@ fn kafka_config(scenario: &Scenario, group: &str, input: &str, out: &str, reject
 fn run_until_idle(config: &Path) {
     let mut child = spawn_plexus(config);
     let code = wait_exit(&mut child, Duration::from_secs(120));
-    let log = std::fs::read_to_string(config.with_extension("log")).unwrap_or_default();
-    assert_eq!(code, 0, "{log}");
+    assert_eq!(code, 0, "{}", kafka::log_of(config));
 }
 
 #[test]

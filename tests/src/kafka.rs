@@ -306,6 +306,11 @@ pub fn spawn_plexus(config: &Path) -> Child {
     spawn_plexus_with(config, &[])
 }
 
+/// What the `plexus` [`spawn_plexus`] started with `config` has logged so far.
+pub fn log_of(config: &Path) -> String {
+    std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
+}
+
 /// [`spawn_plexus`] with more environment variables.
 pub fn spawn_plexus_with(config: &Path, env: &[(&str, &str)]) -> Child {
     let log = std::fs::File::create(config.with_extension("log")).unwrap();

@@ -194,15 +194,17 @@ fn check_name(name: &str) -> Result<(), String> {
 /// The files of a `language` project called `name`: the template's, placeholders filled
 /// in, and for Go and C the generated bindings.
 pub fn project_files(name: &str, language: Language) -> Result<Vec<(PathBuf, Vec<u8>)>, String> {
-    let (own, wit_path): (Vec<&(&str, &str)>, &str) = match language {
+    const WIT_PATH: &str = "wit/plexus.wit";
+    let (own, wit_path, bindings): (Vec<&(&str, &str)>, &str, _) = match language {
         Language::Rust => (
             RUST.iter().chain(RUST_SDK).collect(),
             "plexus-sdk/wit/plexus.wit",
+            None,
         ),
-        Language::Python => (PYTHON.iter().collect(), "wit/plexus.wit"),
-        Language::Js => (JS.iter().collect(), "wit/plexus.wit"),
-        Language::Go => (GO.iter().collect(), "wit/plexus.wit"),
-        Language::C => (C.iter().collect(), "wit/plexus.wit"),
+        Language::Python => (PYTHON.iter().collect(), WIT_PATH, None),
+        Language::Js => (JS.iter().collect(), WIT_PATH, None),
+        Language::Go => (GO.iter().collect(), WIT_PATH, Some(BindingLanguage::Go)),
+        Language::C => (C.iter().collect(), WIT_PATH, Some(BindingLanguage::C)),
     };
     let mut files: Vec<(PathBuf, Vec<u8>)> = COMMON
         .iter()
@@ -216,11 +218,6 @@ pub fn project_files(name: &str, language: Language) -> Result<Vec<(PathBuf, Vec
             (PathBuf::from(path), text.into_bytes())
         })
         .collect();
-    let bindings = match language {
-        Language::Go => Some(BindingLanguage::Go),
-        Language::C => Some(BindingLanguage::C),
-        Language::Rust | Language::Python | Language::Js => None,
-    };
     if let Some(language) = bindings {
         let dir = language.project_dir();
         let generated = super::bindings::generate(language)?;
