@@ -360,16 +360,18 @@ fn plugins_from_the_templates_of_every_language_run_beside_each_other() {
         }
     }
 
-    go_panic_traps_with_its_message_and_the_next_event_is_served(
+    a_go_panic_and_a_go_memory_hog_are_contained_and_the_next_event_is_served(
         &workspace.path().join("go-greeter"),
         &env,
     );
 }
 
 /// A panic in a Go handler ends the call as a trap whose reason carries the panic's message
-/// (the Go runtime's report, from the guest's stderr), and the next event is served by a
-/// fresh instance: the runtime starts again after the trap.
-fn go_panic_traps_with_its_message_and_the_next_event_is_served(
+/// (the Go runtime's report, from the guest's stderr); a Go handler that allocates without
+/// end meets the memory limit (the runtime's heap grows the instance's memory) and is
+/// counted as such. After each, the next event is served by a fresh instance: the Go
+/// runtime starts again.
+fn a_go_panic_and_a_go_memory_hog_are_contained_and_the_next_event_is_served(
     project: &Path,
     env: &[(String, String)],
 ) {
@@ -377,21 +379,30 @@ fn go_panic_traps_with_its_message_and_the_next_event_is_served(
     let source = std::fs::read_to_string(&handler).unwrap();
     let guard = "\tif strings.TrimSpace(req.Name) == \"\" {";
     assert!(source.contains(guard), "the template's name check moved");
-    let panicking = source.replacen(
+    let misbehaving = source.replacen(
         guard,
-        &format!("\tif req.Name == \"boom\" {{\n\t\tpanic(\"the name is boom\")\n\t}}\n{guard}"),
+        &format!(
+            "\tif req.Name == \"boom\" {{\n\t\tpanic(\"the name is boom\")\n\t}}\n\
+             \tif req.Name == \"hog\" {{\n\t\tvar hog [][]byte\n\t\tfor {{\n\t\t\thog = append(hog, make([]byte, 1<<20))\n\t\t}}\n\t}}\n{guard}"
+        ),
         1,
     );
-    std::fs::write(&handler, panicking).unwrap();
+    std::fs::write(&handler, misbehaving).unwrap();
     build_with(project, env);
     std::fs::write(
         project.join("events.jsonl"),
-        format!("{}\n{}\n", request("1", "boom"), request("2", "Ada")),
+        format!(
+            "{}\n{}\n{}\n",
+            request("1", "boom"),
+            request("2", "hog"),
+            request("3", "Ada")
+        ),
     )
     .unwrap();
     let (outcomes, _) = plexus_test(project, "go-greeter");
     assert_eq!(outcomes[0]["outcome"], "trap", "{outcomes:?}");
     let reason = outcomes[0]["reason"].as_str().unwrap();
     assert!(reason.contains("panic: the name is boom"), "{reason}");
-    assert_eq!(outcomes[1]["outcome"], "ok", "{outcomes:?}");
+    assert_eq!(outcomes[1]["outcome"], "memory-limit", "{outcomes:?}");
+    assert_eq!(outcomes[2]["outcome"], "ok", "{outcomes:?}");
 }
